@@ -1,0 +1,75 @@
+"""The project's own callbacks; everything else comes from Lightning (see conf/callbacks/)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from mnist_budget.errors import UserError
+from mnist_budget.models import count_parameters
+
+log = logging.getLogger(__name__)
+
+
+class ParameterBudget(Callback):
+    """Counts trainable parameters before any step, logs them, and stops a model over its budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.params: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.params = count_parameters(pl_module.net)
+        name = getattr(pl_module, "model_name", type(pl_module.net).__name__)
+        if self.params > self.budget:
+            raise UserError(
+                f"model {name} has {self.params:,} trainable parameters, over its budget of {self.budget:,}: "
+                "shrink the model or raise model.budget"
+            )
+        log.info("model %s: %s trainable parameters (budget %s)", name, f"{self.params:,}", f"{self.budget:,}")
+        for logger in trainer.loggers:
+            logger.log_metrics({"model/params": self.params, "model/budget": self.budget}, step=0)
+
+
+class EpochHistory(Callback):
+    """Records one row of metrics per epoch (for results.json and the plot) and prints it as a table."""
+
+    METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self._epoch_start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs the epoch's validation before this hook, so val/* are this epoch's.
+        metrics = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
+        row.update({key: float(metrics[key]) for key in self.METRICS if key in metrics})
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        row["seconds"] = time.perf_counter() - self._epoch_start
+        self.history.append(row)
+        if len(self.history) == 1:
+            log.info("epoch | train loss  acc    | val loss  acc    | lr       | seconds")
+        log.info(
+            "%5d | %10.4f %6.2f%% | %8.4f %6.2f%% | %.2e | %6.1f",
+            row["epoch"],
+            row.get("train/loss", float("nan")),
+            100 * row.get("train/acc", float("nan")),
+            row.get("val/loss", float("nan")),
+            100 * row.get("val/acc", float("nan")),
+            row["lr"] or float("nan"),
+            row["seconds"],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}  # plain floats: resumable and weights_only-safe
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))

@@ -1,0 +1,198 @@
+"""MNIST as in-memory tensors, served in batches by index.
+
+torchvision reads (and, where it can, downloads) the original idx files once; every split then
+lives as one float tensor on the training device, and a batch is a single indexing operation:
+no per-sample PIL transforms and no worker processes. Augmentation runs afterwards on whole
+batches, on the device (``on_after_batch_transfer``), for training batches only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torchvision.datasets import MNIST
+
+from mnist_budget.errors import UserError
+
+# Mean and standard deviation of the official training images, scaled to [0, 1].
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+TRAIN_SIZE = 60_000
+
+# (file name, dimensions after the count): what a well-formed idx file of each kind holds.
+IDX_FILES = {
+    "train-images-idx3-ubyte": (28, 28),
+    "train-labels-idx1-ubyte": (),
+    "t10k-images-idx3-ubyte": (28, 28),
+    "t10k-labels-idx1-ubyte": (),
+}
+
+
+def idx_file_problem(path: Path) -> str | None:
+    """Say what is wrong with one MNIST idx file, or ``None`` if its header and size agree.
+
+    torchvision parses the files; this only names *which* file is damaged and how, so that the
+    error a user sees points at the file to replace.
+    """
+    if not path.is_file():
+        return "is missing"
+    dims = IDX_FILES[path.name]
+    header_size = 4 * (2 + len(dims))
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        header = f.read(header_size)
+    if len(header) < header_size:
+        return f"is truncated ({size} bytes, shorter than its {header_size}-byte header)"
+    magic = int.from_bytes(header[:4], "big")
+    if magic != 0x0800 + 1 + len(dims):
+        return f"is not an idx file of unsigned bytes (magic number {magic:#x})"
+    shape = [int.from_bytes(header[4 * i : 4 * i + 4], "big") for i in range(1, 2 + len(dims))]
+    if tuple(shape[1:]) != dims:
+        return f"has item shape {tuple(shape[1:])}, expected {dims}"
+    expected = header_size + shape[0] * math.prod(dims)
+    if size != expected:
+        return f"is truncated or padded ({size} bytes, its header promises {expected})"
+    return None
+
+
+def _missing_data_fix(raw: Path) -> str:
+    return (
+        f"copy the four original idx files ({', '.join(IDX_FILES)}) into {raw}, "
+        "or point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds MNIST/raw/"
+    )
+
+
+def download_mnist(root: Path) -> None:
+    """Download MNIST into ``root/MNIST/raw`` unless it is already there.
+
+    torchvision prints each failed mirror to stdout; that noise is captured and folded into one
+    error that says what to do instead.
+    """
+    raw = root / "MNIST" / "raw"
+    if all((raw / name).is_file() for name in IDX_FILES):
+        return
+    chatter = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(chatter):
+            for train in (True, False):
+                MNIST(str(root), train=train, download=True)
+    except (RuntimeError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"MNIST is missing from {raw} and the download failed ({first_line}): {_missing_data_fix(raw)}"
+        ) from err
+
+
+def load_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one official MNIST set with torchvision: uint8 images (N, 28, 28) and int64 labels."""
+    raw = root / "MNIST" / "raw"
+    prefix = "train" if train else "t10k"
+    names = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+    problems = [f"{raw / name} {problem}" for name in names if (problem := idx_file_problem(raw / name))]
+    if problems:
+        fix = _missing_data_fix(raw)
+        if any("missing" not in p for p in problems):
+            fix = "delete the damaged file and run again with data.download=true to fetch it, or " + fix
+        raise UserError(f"{'; '.join(problems)}: {fix}")
+    dataset = MNIST(str(root), train=train, download=False)
+    if len(dataset.data) != len(dataset.targets):
+        raise UserError(
+            f"{raw / names[0]} holds {len(dataset.data)} images but {raw / names[1]} holds "
+            f"{len(dataset.targets)} labels: replace both with the original files"
+        )
+    return dataset.data, dataset.targets
+
+
+def split_indices(total: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, disjoint train/validation split of ``range(total)`` that depends only on ``seed``."""
+    if not 0 < val_size < total:
+        raise UserError(f"data.val_size={val_size} must lie between 1 and {total - 1}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return order[val_size:].sort().values, order[:val_size].sort().values
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]; normalisation waits until after augmentation."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """Official training set split into train/validation; official test set for testing only."""
+
+    def __init__(
+        self,
+        data_dir: str = "./data",
+        val_size: int = 10_000,
+        split_seed: int = 12345,
+        batch_size: int = 128,
+        eval_batch_size: int = 2_000,
+        download: bool = True,
+        augment: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise UserError(f"data.{name}={value} must be a positive integer")
+        self.root = Path(os.path.expanduser(data_dir))
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.download = download
+        self.augment = augment
+        self.splits: dict[str, TensorDataset] = {}
+
+    def prepare_data(self) -> None:
+        if self.download:
+            download_mnist(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load every split once; later calls keep the same tensors (and the same split)."""
+        if self.splits:
+            return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        images, labels = load_mnist(self.root, train=True)
+        train_idx, val_idx = split_indices(len(images), self.val_size, self.split_seed)
+        test_images, test_labels = load_mnist(self.root, train=False)
+        images, test_images = to_float_images(images), to_float_images(test_images)
+        for name, (x, y) in {
+            "train": (images[train_idx], labels[train_idx]),
+            "val": (images[val_idx], labels[val_idx]),
+            "test": (test_images, test_labels),
+        }.items():
+            self.splits[name] = TensorDataset(x.to(device), y.to(device))
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.splits[split]
+        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        # batch_size=None: the sampler yields whole index lists and the dataset answers each with
+        # one tensor-indexing call, so there is no per-sample work and no collation.
+        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def on_after_batch_transfer(
+        self, batch: list[torch.Tensor] | torch.Tensor, dataloader_idx: int
+    ) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        """Augment training batches on the device, then normalise every batch."""
+        if isinstance(batch, torch.Tensor):  # images alone: the model summary's example input
+            return batch
+        images, labels = batch
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return (images - MNIST_MEAN) / MNIST_STD, labels

@@ -1,0 +1,100 @@
+"""The LightningModule: wraps a plain network built from the model config.
+
+Its hyper-parameters are the model and optimiser configs as plain dictionaries, so a checkpoint
+carries everything needed to rebuild the network and still loads with
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnist_budget.errors import UserError
+
+NUM_CLASSES = 10
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classifier with per-stage accuracy, ``val/acc_best`` and a configurable optimiser."""
+
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
+        """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config."""
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.net: nn.Module = instantiate(model["net"])
+        self.criterion = nn.CrossEntropyLoss()
+        self.example_input_array = torch.zeros(1, 1, 28, 28)  # lets the model summary show shapes
+        # Keyed "<stage>_acc" / "<stage>_loss": a bare "train" key would clash with nn.Module.train.
+        self.metrics = nn.ModuleDict()
+        for stage in ("train", "val", "test"):
+            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro")
+            self.metrics[f"{stage}_loss"] = MeanMetric()
+        self.val_acc_best = MaxMetric()
+
+    @property
+    def model_name(self) -> str:
+        return self.hparams.model["name"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        mean_loss, acc = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
+        mean_loss(loss.detach(), weight=len(labels))
+        acc(logits.detach(), labels)
+        self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # The sanity check ran validation already: forget it so that val/acc_best is real.
+        self.metrics["val_acc"].reset()
+        self.metrics["val_loss"].reset()
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.metrics["val_acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser from ``optim.optimizer``; a bad value (say ``optim.lr=-1``) is a UserError."""
+        try:
+            return instantiate(self.hparams.optim["optimizer"])(params=self.parameters())
+        except (ValueError, TypeError) as err:
+            raise UserError(f"invalid optimizer settings in optim: {err} (fix the optim.* override)") from err
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.build_optimizer()
+        scheduler_cfg = self.hparams.optim.get("scheduler")
+        if not scheduler_cfg:
+            return {"optimizer": optimizer}
+        make_scheduler = instantiate(scheduler_cfg)
+        extra = {}
+        if "total_steps" in inspect.signature(make_scheduler.func).parameters:
+            # Per-step schedules such as OneCycleLR span exactly the run that Lightning will do.
+            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = make_scheduler(optimizer, **extra)
+        interval = self.hparams.optim.get("interval", "epoch")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -1,0 +1,1 @@
+"""Entry points composed by Hydra (``run.py``)."""

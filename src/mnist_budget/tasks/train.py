@@ -1,0 +1,120 @@
+"""Train, then test the best checkpoint on the official test set, then write the run's results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_budget.callbacks import EpochHistory, ParameterBudget
+from mnist_budget.errors import UserError
+from mnist_budget.module import Classifier
+from mnist_budget.report import plot_history, write_results
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a dict-of-configs group (callbacks, logger); ``null`` entries are off."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry is not None and "_target_" in entry]
+
+
+def check_checkpoint(path: str, model_name: str) -> None:
+    """Refuse a checkpoint that is unsafe to load or was trained for another model."""
+    if not Path(path).is_file():
+        raise UserError(f"ckpt_path={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({reason}): pick another file") from err
+    saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
+    if saved != model_name:
+        raise UserError(
+            f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
+        )
+
+
+def log_final_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """Log the composed config with the run's real final metrics (shown in TensorBoard's HParams tab)."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            logger.log_hyperparams(params, metrics=metrics)
+        else:
+            logger.log_hyperparams(params)
+            logger.log_metrics(metrics, step=trainer.global_step)
+        logger.save()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test the best checkpoint, write results.json and training_metrics.png; return the metrics."""
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    module = Classifier(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
+    module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path, cfg.model.name)
+
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    budget = ParameterBudget(cfg.model.budget)
+    history = EpochHistory()
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=[budget, history, *callbacks], logger=instantiate_group(cfg.get("logger"))
+    )
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    train_seconds = time.perf_counter() - start
+    best_val_acc = float(module.val_acc_best.compute()) if history.history else float("nan")
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best:
+        log.info("testing the best checkpoint %s on the official test set", best)
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+
+    metrics = {
+        "val/acc_best": best_val_acc,
+        "test/acc": test_metrics["test/acc"],
+        "test/loss": test_metrics["test/loss"],
+    }
+    log_final_hyperparameters(trainer, cfg, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
+    results = {
+        "model": cfg.model.name,
+        "experiment": cfg.get("experiment_name") or cfg.task_name,
+        "params": budget.params,
+        "budget": cfg.model.budget,
+        "epochs": len(history.history),
+        "best_val_acc": best_val_acc,
+        "test_acc": metrics["test/acc"],
+        "test_loss": metrics["test/loss"],
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_epoch": round(train_seconds / max(1, len(history.history)), 2),
+        "best_checkpoint": best or None,
+        "seed": cfg.seed,
+        "tags": list(cfg.get("tags") or []),
+        "history": history.history,
+    }
+    write_results(output_dir / "results.json", results)
+    if history.history:
+        plot_history(history.history, output_dir / "training_metrics.png")
+    log.info(
+        "%s: test accuracy %.2f%% after %d epochs (%.1f s of training); run directory: %s",
+        cfg.model.name,
+        100 * metrics["test/acc"],
+        len(history.history),
+        train_seconds,
+        output_dir,
+    )
+    return metrics
