@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
@@ -38,6 +39,14 @@ class Classifier(L.LightningModule):
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro")
             self.metrics[f"{stage}_loss"] = MeanMetric()
         self.val_acc_best = MaxMetric()
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Classifier:
+        """Build from a composed run config, keeping only plain values as hyper-parameters."""
+        return cls(
+            model=OmegaConf.to_container(cfg.model, resolve=True),
+            optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        )
 
     @property
     def model_name(self) -> str:

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.callbacks import EpochHistory, ParameterBudget
+from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
 from mnist_budget.module import Classifier
 from mnist_budget.report import plot_history, write_results
@@ -25,6 +26,11 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     if not group:
         return []
     return [instantiate(entry) for entry in group.values() if entry is not None and "_target_" in entry]
+
+
+def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
+    """The data config, with the augment group's pipeline (if any) plugged in."""
+    return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
 
 
 def check_checkpoint(path: str, model_name: str) -> None:
@@ -60,13 +66,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    module = Classifier(model=model_cfg, optim=OmegaConf.to_container(cfg.optim, resolve=True))
+    module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path, cfg.model.name)
 
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+    datamodule = build_datamodule(cfg)
     callbacks = instantiate_group(cfg.get("callbacks"))
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()

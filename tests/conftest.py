@@ -1,0 +1,93 @@
+"""Fixtures: small MNIST-format idx files (so torchvision's real loader runs) and composed configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+REAL_DATA = ROOT.parent / "shared" / "data"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an array of unsigned bytes in MNIST's idx format (big-endian header, then raw bytes)."""
+    header = (0x0800 + array.ndim).to_bytes(4, "big")
+    header += b"".join(dim.to_bytes(4, "big") for dim in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_digits(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable fake digits: label k lights a 6x6 square at one of ten fixed places, plus noise."""
+    labels = rng.integers(0, 10, size=count)
+    images = rng.integers(0, 60, size=(count, 28, 28), dtype=np.uint8)
+    for label in range(10):
+        row, col = 3 + 8 * (label // 4), 2 + 6 * (label % 4)
+        images[labels == label, row : row + 6, col : col + 6] = 255
+    return images, labels
+
+
+def write_mnist(root: Path, train_count: int = 60_000, test_count: int = 10_000) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", train_count), ("t10k", test_count)):
+        images, labels = synthetic_digits(count, rng)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with full-size (60,000 / 10,000) synthetic MNIST idx files."""
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, mnist_root: Path) -> Callable[..., DictConfig]:
+    """Compose the real config with overrides, its outputs in tmp_path and its data in the fixture."""
+
+    def compose_cfg(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=[f"paths.data_dir={mnist_root}", *overrides],
+                return_hydra_config=True,
+            )
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)
+            cfg.hydra.job.num = 0
+        HydraConfig().set_config(cfg)
+        return cfg
+
+    yield compose_cfg
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, data_dir: Path | str, run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python run.py`` the way a user does, in a subprocess."""
+    env = {**os.environ, "MNIST_BUDGET_DATA": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,34 @@
+"""Each model: within its budget, built from the right parts, right output shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from conftest import group_options
+from mnist_budget.models import count_parameters
+
+MODELS = group_options("model")
+
+
+@pytest.mark.parametrize("option", MODELS)
+def test_model_within_budget_with_bn_dropout_and_gap(make_cfg, option):
+    cfg = make_cfg(f"model={option}")
+    net = instantiate(cfg.model.net)
+    assert count_parameters(net) <= cfg.model.budget
+    kinds = {type(layer) for layer in net.modules()}
+    assert nn.BatchNorm2d in kinds
+    assert nn.Dropout in kinds or nn.Dropout2d in kinds
+    assert nn.AdaptiveAvgPool2d in kinds or nn.AvgPool2d in kinds
+
+
+@pytest.mark.parametrize("option", MODELS)
+def test_model_maps_a_batch_of_digits_to_ten_logits(make_cfg, option):
+    net = instantiate(make_cfg(f"model={option}").model.net).eval()
+    assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_gap_cnn_has_the_seed_parameter_count(make_cfg):
+    assert count_parameters(instantiate(make_cfg("model=gap_cnn").model.net)) == 17_994

@@ -1,0 +1,107 @@
+"""The train task end to end on synthetic MNIST files: budget, early stop, checkpoints, results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_budget.errors import UserError
+from mnist_budget.module import Classifier
+from mnist_budget.tasks.train import build_datamodule, check_checkpoint, train
+
+# A few batches per epoch keep these runs to seconds on two cores.
+SHORT = [
+    "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=2",
+    "data.batch_size=64",
+    "trainer.log_every_n_steps=4",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path):
+    cfg = make_cfg(*SHORT, "model.budget=10000", "trainer.max_epochs=1")
+    with pytest.raises(UserError, match=r"model gap_cnn has 17,994 trainable parameters, over its budget of 10,000"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp_path):
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=12", "callbacks.early_stopping.stopping_threshold=0.9", "augment=none")
+    train(cfg)
+    history = json.loads((tmp_path / "results.json").read_text())["history"]
+    assert len(history) < 12, "the threshold was never reached, so early stopping was not exercised"
+    assert history[-1]["val/acc"] >= 0.9
+    assert all(row["val/acc"] < 0.9 for row in history[:-1])
+
+
+def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path):
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=2")
+    metrics = train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    for key in ("model", "params", "budget", "epochs", "best_val_acc", "test_acc", "test_loss", "train_seconds"):
+        assert key in results
+    assert results["params"] == 17_994 and results["epochs"] == 2 == len(results["history"])
+    assert results["test_acc"] == pytest.approx(metrics["test/acc"])
+    assert 0.0 <= results["test_acc"] <= 1.0
+    assert results["best_val_acc"] == pytest.approx(max(row["val/acc"] for row in results["history"]))
+    assert (tmp_path / "training_metrics.png").stat().st_size > 0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"train/loss", "val/acc", "val/acc_best", "test/acc", "model/params"} <= set(scalars)
+    assert any(tag.startswith("lr") for tag in scalars)
+    (hp_test_acc,) = events.Scalars("hp/test_acc")
+    assert hp_test_acc.value == pytest.approx(results["test_acc"])
+
+
+def test_checkpoint_reloads_weights_only_with_the_same_test_accuracy(make_cfg, tmp_path):
+    import lightning as L
+
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=1")
+    train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    best = results["best_checkpoint"]
+    raw = torch.load(best, map_location="cpu", weights_only=True)
+    assert raw["hyper_parameters"]["model"]["name"] == "gap_cnn"
+
+    module = Classifier.load_from_checkpoint(best, weights_only=True)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (reloaded,) = trainer.test(module, datamodule=build_datamodule(cfg))
+    assert reloaded["test/acc"] == pytest.approx(results["test_acc"])
+
+
+def test_same_seed_same_metrics(make_cfg, tmp_path):
+    histories = []
+    for _ in range(2):
+        cfg = make_cfg(*SHORT, "trainer.max_epochs=1", "~callbacks.model_checkpoint")
+        train(cfg)
+        history = json.loads((tmp_path / "results.json").read_text())["history"]
+        histories.append([{k: v for k, v in row.items() if k != "seconds"} for row in history])
+    assert histories[0] == histories[1]
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"hyper_parameters": {"model": {"name": "seed_004"}}, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"trained for model 'seed_004', not 'gap_cnn'"):
+        check_checkpoint(str(path), "gap_cnn")
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "unsafe.ckpt"
+    torch.save({"hyper_parameters": {"model": torch.nn.Linear(2, 2)}}, path)
+    with pytest.raises(UserError, match=r"is not a safe, readable checkpoint"):
+        check_checkpoint(str(path), "gap_cnn")
+
+
+def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
+    cfg = make_cfg("optim.lr=-1", f"paths.data_dir={tmp_path / 'nothing-here'}")
+    with pytest.raises(UserError, match=r"Invalid learning rate: -1"):
+        train(cfg)
