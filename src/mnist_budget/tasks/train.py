@@ -68,6 +68,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
+    if cfg.test_checkpoint not in ("best", "last"):
+        raise UserError(f"test_checkpoint={cfg.test_checkpoint} must be best or last")
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path, cfg.model.name)
 
@@ -85,9 +87,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best_val_acc = float(module.val_acc_best.compute()) if history.history else float("nan")
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best:
-        log.info("testing the best checkpoint %s on the official test set", best)
-    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    tested = best if cfg.test_checkpoint == "best" and best else None  # None: the weights in hand (last)
+    log.info("testing %s on the official test set", tested or "the last weights")
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
 
     metrics = {
         "val/acc_best": best_val_acc,
@@ -97,7 +99,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log_final_hyperparameters(trainer, cfg, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
     results = {
         "model": cfg.model.name,
-        "experiment": cfg.get("experiment_name") or cfg.task_name,
+        "experiment": cfg.experiment_name or cfg.model.name,
+        "claim": cfg.claim,
         "params": budget.params,
         "budget": cfg.model.budget,
         "epochs": len(history.history),
@@ -107,6 +110,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(history.history)), 2),
         "best_checkpoint": best or None,
+        "tested_checkpoint": tested or "last weights",
         "seed": cfg.seed,
         "tags": list(cfg.get("tags") or []),
         "history": history.history,

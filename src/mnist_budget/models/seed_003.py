@@ -1,0 +1,51 @@
+"""Seed 003, "SimpleMNISTNet": under 8k parameters, residual 3x3 blocks, no fully connected layer.
+
+The reference names its parts (convs 1 -> 8 -> 12 -> 16 with BN and ReLU, MaxPool and AvgPool,
+skip connections, dropout, a final 1x1 conv) but not their arrangement; this is the closest
+faithful reading: 7,578 parameters.
+"""
+
+import torch
+from torch import nn
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Residual(nn.Module):
+    """x + block(x): a skip connection around a shape-preserving block."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class SimpleMNISTNet(nn.Module):
+    """28 -> pool 14 -> pool 7 -> AvgPool(7) -> 1x1 conv to 10 logits."""
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn_relu(1, 8),
+            conv_bn_relu(8, 12),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            conv_bn_relu(12, 16),
+            Residual(conv_bn_relu(16, 16)),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            Residual(conv_bn_relu(16, 16)),
+            nn.AvgPool2d(7),
+        )
+        self.head = nn.Conv2d(16, 10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).flatten(1)

@@ -1,0 +1,36 @@
+"""Full training of the default config on the real MNIST: >= 99.4 % on the official test set.
+
+Run with ``uv run pytest -m slow``. The data come from MNIST_BUDGET_DATA, else ../shared/data,
+else ./data (downloaded when the machine has internet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import REAL_DATA, ROOT, run_cli
+
+
+def real_data_dir() -> Path:
+    if os.environ.get("MNIST_BUDGET_DATA"):
+        return Path(os.environ["MNIST_BUDGET_DATA"])
+    return REAL_DATA if (REAL_DATA / "MNIST" / "raw").is_dir() else ROOT / "data"
+
+
+@pytest.mark.slow
+def test_default_config_reaches_99_4_on_the_official_test_set(tmp_path):
+    result = run_cli(data_dir=real_data_dir(), run_dir=tmp_path, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    print(
+        f"\ndefault config: test accuracy {100 * results['test_acc']:.2f}% after {results['epochs']} epochs, "
+        f"{results['train_seconds']:.1f} s of training ({results['seconds_per_epoch']:.1f} s/epoch), "
+        f"{results['params']:,} parameters"
+    )
+    assert results["params"] <= results["budget"] == 20_000
+    assert results["epochs"] <= 20
+    assert results["test_acc"] >= 0.994
