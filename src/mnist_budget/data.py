@@ -193,6 +193,11 @@ class MNISTDataModule(L.LightningDataModule):
         if isinstance(batch, torch.Tensor):  # images alone: the model summary's example input
             return batch
         images, labels = batch
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_images(images, augment=training), labels
+
+    def prepare_images(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
+        """Augment (training batches only) and normalise a batch of [0, 1] images on its device."""
+        if augment and self.augment is not None:
             images = self.augment(images)
-        return (images - MNIST_MEAN) / MNIST_STD, labels
+        return (images - MNIST_MEAN) / MNIST_STD

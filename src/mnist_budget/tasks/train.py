@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.callbacks import EpochHistory, ParameterBudget
@@ -31,6 +32,12 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     """The data config, with the augment group's pipeline (if any) plugged in."""
     return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+
+
+def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
+    """The trainer config with the callbacks and loggers groups (plus any callbacks given here)."""
+    callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
 
 
 def check_checkpoint(path: str, model_name: str) -> None:
@@ -74,12 +81,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_checkpoint(cfg.ckpt_path, cfg.model.name)
 
     datamodule = build_datamodule(cfg)
-    callbacks = instantiate_group(cfg.get("callbacks"))
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[budget, history, *callbacks], logger=instantiate_group(cfg.get("logger"))
-    )
+    trainer = build_trainer(cfg, budget, history)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

@@ -1,0 +1,62 @@
+"""Evaluation and inference throughput (images/s) on the 10,000 official test images.
+
+  evaluation: the project's ``trainer.test`` loop (metrics, logging), at the config's eval batch size;
+  inference:  the bare network under ``torch.inference_mode`` at several batch sizes.
+
+    uv run python benchmarks/inference.py [hydra overrides]
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from common import device_note, median, project_config
+from mnist_budget.module import Classifier
+from mnist_budget.tasks.train import build_datamodule, build_trainer
+
+REPEATS = 3
+
+
+class TestTimer(Callback):
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+
+@torch.inference_mode()
+def bare_inference(net: torch.nn.Module, images: torch.Tensor, batch_size: int) -> float:
+    start = time.perf_counter()
+    for chunk in range(0, len(images), batch_size):
+        net(images[chunk : chunk + batch_size])
+    if images.is_cuda:
+        torch.cuda.synchronize()
+    return len(images) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    cfg = project_config("~callbacks.model_checkpoint", "~callbacks.model_summary")
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build_datamodule(cfg)
+    module = Classifier.from_config(cfg)
+    rates = []
+    for _ in range(REPEATS):
+        timer = TestTimer()
+        build_trainer(cfg, timer).test(module, datamodule=datamodule, verbose=False)
+        rates.append(len(datamodule.splits["test"]) / timer.seconds)
+    print(f"\n{device_note()}")
+    print(f"evaluation (trainer.test, batch {cfg.data.eval_batch_size}): {median(rates):8.0f} images/s (median)")
+    net = module.net.eval()
+    images = datamodule.prepare_images(datamodule.splits["test"].tensors[0], augment=False)
+    for batch_size in (128, 512, 2000, 10000):
+        rate = median(bare_inference(net, images, batch_size) for _ in range(REPEATS))
+        print(f"inference (bare network, batch {batch_size:5d}):   {rate:8.0f} images/s (median)")
+
+
+if __name__ == "__main__":
+    main()

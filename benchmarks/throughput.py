@@ -1,0 +1,107 @@
+"""Train throughput (images/s): the classic MNIST pipeline against the project's Lightning path.
+
+Same model (gap_cnn), same kind of augmentation (random rotation + translation), same batch size.
+  A (classic): torchvision MNIST with per-sample PIL transforms, DataLoader with 2 workers, plain loop.
+  B (project): in-memory tensors, batched kornia augmentation, the project's Lightning trainer.
+A and B alternate ROUNDS times in one process so machine noise cancels; medians and B/A are printed.
+
+    uv run python benchmarks/throughput.py [hydra overrides, e.g. data.batch_size=256]
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+from torchvision.datasets import MNIST
+
+from common import data_dir, device_note, median, project_config
+from mnist_budget.data import MNIST_MEAN, MNIST_STD
+from mnist_budget.module import Classifier
+from mnist_budget.tasks.train import build_datamodule, build_trainer
+
+WARMUP, STEPS, ROUNDS = 15, 120, 3
+
+
+class StepTimer(Callback):
+    """Times training batches WARMUP .. WARMUP + STEPS - 1 (fixed costs and warm-up excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == WARMUP:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == WARMUP + STEPS - 1:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds = time.perf_counter() - self._start
+
+
+def project_round(cfg) -> float:
+    timer = StepTimer()
+    trainer = build_trainer(cfg, timer)
+    trainer.fit(Classifier.from_config(cfg), datamodule=build_datamodule(cfg))
+    return STEPS * cfg.data.batch_size / timer.seconds
+
+
+def classic_round(cfg) -> float:
+    affine = cfg.augment._args_[0]  # the same rotation and translation ranges, as PIL transforms
+    transform = T.Compose(
+        [
+            T.RandomAffine(degrees=affine.degrees, translate=tuple(affine.translate)),
+            T.ToTensor(),
+            T.Normalize((MNIST_MEAN,), (MNIST_STD,)),
+        ]
+    )
+    loader = DataLoader(
+        MNIST(data_dir(), train=True, transform=transform), batch_size=cfg.data.batch_size, shuffle=True, num_workers=2
+    )
+    net = instantiate(cfg.model.net).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4)
+    for i, (images, labels) in enumerate(loader):
+        if i == WARMUP:
+            start = time.perf_counter()
+        if i == WARMUP + STEPS:
+            break
+        loss = F.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return STEPS * cfg.data.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    cfg = project_config(
+        "augment=standard",
+        "model=gap_cnn",
+        f"trainer.limit_train_batches={WARMUP + STEPS}",
+        "trainer.limit_val_batches=0",
+        "trainer.max_epochs=1",
+        "~callbacks.model_checkpoint",
+        "~callbacks.early_stopping",
+        "~callbacks.model_summary",
+    )
+    L.seed_everything(0, verbose=False)
+    classic, project = [], []
+    for round_ in range(ROUNDS):
+        classic.append(classic_round(cfg))
+        project.append(project_round(cfg))
+        print(f"round {round_ + 1}: classic {classic[-1]:8.0f} img/s | project {project[-1]:8.0f} img/s", flush=True)
+    a, b = median(classic), median(project)
+    print(f"\n{device_note()}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
+    print(f"classic pipeline (A): {a:8.0f} images/s (median)")
+    print(f"project (B):          {b:8.0f} images/s (median)")
+    print(f"B/A = {b / a:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
