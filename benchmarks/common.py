@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +38,44 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
-def images_per_second(step: Callable[[], int], seconds_floor: float = 0.0) -> float:
-    """Time one call of ``step`` (which returns how many images it processed)."""
-    start = time.perf_counter()
-    count = step()
-    return count / max(time.perf_counter() - start, seconds_floor or 1e-9)
+# Steady-state training throughput: WARMUP batches untimed, then STEPS timed batches.
+WARMUP, STEPS = 15, 120
+STEADY_STATE_OVERRIDES = (
+    f"trainer.limit_train_batches={WARMUP + STEPS}",
+    "trainer.limit_val_batches=0",
+    "trainer.max_epochs=1",
+    "~callbacks.model_checkpoint",
+    "~callbacks.early_stopping",
+    "~callbacks.model_summary",
+)
+
+
+class StepTimer(Callback):
+    """Times training batches WARMUP .. WARMUP + STEPS - 1 (fixed costs and warm-up excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == WARMUP:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == WARMUP + STEPS - 1:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.seconds = time.perf_counter() - self._start
+
+
+def alternate(rounds: int, a: tuple[str, Callable[[], float]], b: tuple[str, Callable[[], float]]) -> tuple[float, float]:
+    """Measure A then B, ``rounds`` times over, printing each round; return the two medians."""
+    results: dict[str, list[float]] = {a[0]: [], b[0]: []}
+    for round_ in range(rounds):
+        for name, measure in (a, b):
+            results[name].append(measure())
+        print(f"round {round_ + 1}: " + " | ".join(f"{n} {v[-1]:8.0f} img/s" for n, v in results.items()), flush=True)
+    return median(results[a[0]]), median(results[b[0]])
 
 
 def device_note() -> str:

@@ -13,10 +13,9 @@ import time
 import lightning as L
 import torch
 
-from common import device_note, median, project_config
+from common import STEADY_STATE_OVERRIDES, STEPS, WARMUP, StepTimer, alternate, device_note, project_config
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule, build_trainer
-from throughput import STEPS, WARMUP, StepTimer
 
 ROUNDS = 5
 
@@ -45,23 +44,13 @@ def lightning_round(cfg, datamodule) -> float:
 
 
 def main() -> None:
-    cfg = project_config(
-        f"trainer.limit_train_batches={WARMUP + STEPS}",
-        "trainer.limit_val_batches=0",
-        "trainer.max_epochs=1",
-        "~callbacks.model_checkpoint",
-        "~callbacks.early_stopping",
-        "~callbacks.model_summary",
-    )
+    cfg = project_config(*STEADY_STATE_OVERRIDES)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup()
-    plain, lightning = [], []
-    for round_ in range(ROUNDS):
-        plain.append(plain_round(cfg, datamodule))
-        lightning.append(lightning_round(cfg, datamodule))
-        print(f"round {round_ + 1}: plain {plain[-1]:8.0f} img/s | lightning {lightning[-1]:8.0f} img/s", flush=True)
-    a, b = median(plain), median(lightning)
+    a, b = alternate(
+        ROUNDS, ("plain", lambda: plain_round(cfg, datamodule)), ("lightning", lambda: lightning_round(cfg, datamodule))
+    )
     print(f"\n{device_note()}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
     print(f"plain PyTorch loop: {a:8.0f} images/s (median)")
     print(f"project Lightning:  {b:8.0f} images/s (median)")

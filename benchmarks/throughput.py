@@ -16,34 +16,16 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 from torchvision.datasets import MNIST
 
-from common import data_dir, device_note, median, project_config
+from common import STEADY_STATE_OVERRIDES, STEPS, WARMUP, StepTimer, alternate, data_dir, device_note, project_config
 from mnist_budget.data import MNIST_MEAN, MNIST_STD
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule, build_trainer
 
-WARMUP, STEPS, ROUNDS = 15, 120, 3
-
-
-class StepTimer(Callback):
-    """Times training batches WARMUP .. WARMUP + STEPS - 1 (fixed costs and warm-up excluded)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == WARMUP:
-            self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx == WARMUP + STEPS - 1:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.seconds = time.perf_counter() - self._start
+ROUNDS = 3
 
 
 def project_round(cfg) -> float:
@@ -80,23 +62,9 @@ def classic_round(cfg) -> float:
 
 
 def main() -> None:
-    cfg = project_config(
-        "augment=standard",
-        "model=gap_cnn",
-        f"trainer.limit_train_batches={WARMUP + STEPS}",
-        "trainer.limit_val_batches=0",
-        "trainer.max_epochs=1",
-        "~callbacks.model_checkpoint",
-        "~callbacks.early_stopping",
-        "~callbacks.model_summary",
-    )
+    cfg = project_config("augment=standard", "model=gap_cnn", *STEADY_STATE_OVERRIDES)
     L.seed_everything(0, verbose=False)
-    classic, project = [], []
-    for round_ in range(ROUNDS):
-        classic.append(classic_round(cfg))
-        project.append(project_round(cfg))
-        print(f"round {round_ + 1}: classic {classic[-1]:8.0f} img/s | project {project[-1]:8.0f} img/s", flush=True)
-    a, b = median(classic), median(project)
+    a, b = alternate(ROUNDS, ("classic", lambda: classic_round(cfg)), ("project", lambda: project_round(cfg)))
     print(f"\n{device_note()}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
     print(f"classic pipeline (A): {a:8.0f} images/s (median)")
     print(f"project (B):          {b:8.0f} images/s (median)")

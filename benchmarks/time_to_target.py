@@ -30,6 +30,11 @@ class TestEveryEpoch(Callback):
         self.eval_seconds = 0.0
         self.rows: list[tuple[int, float, float]] = []
         self.start = time.perf_counter()
+        self.first_batch_at: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first_batch_at is None:  # fixed costs: data loading, model summary, sanity check
+            self.first_batch_at = time.perf_counter() - self.start
 
     @torch.inference_mode()
     def test_accuracy(self, net: torch.nn.Module) -> float:
@@ -63,6 +68,7 @@ def main() -> None:
     trainer.fit(Classifier.from_config(cfg), datamodule=datamodule)
     reached = [row for row in probe.rows if row[2] >= TARGET]
     print(f"\n{device_note()}")
+    print(f"fixed costs before the first training batch (data, summary, sanity check): {probe.first_batch_at:.1f} s")
     if reached:
         epoch, seconds, accuracy = reached[0]
         print(f"reached {100 * accuracy:.2f} % test accuracy after {epoch} epochs, {seconds:.1f} s of training")

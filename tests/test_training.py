@@ -105,3 +105,12 @@ def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
     cfg = make_cfg("optim.lr=-1", f"paths.data_dir={tmp_path / 'nothing-here'}")
     with pytest.raises(UserError, match=r"Invalid learning rate: -1"):
         train(cfg)
+
+
+def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg, tmp_path):
+    # mode=min makes the "best" checkpoint an early one; testing it must not shorten the history.
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min", "~callbacks.early_stopping")
+    train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["epochs"] == 3 == len(results["history"])
+    assert results["tested_checkpoint"] != str(tmp_path / "checkpoints" / "epoch_002.ckpt")

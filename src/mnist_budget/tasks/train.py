@@ -72,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the best checkpoint, write results.json and training_metrics.png; return the metrics."""
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    log.info("run directory: %s", output_dir)
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
@@ -88,7 +89,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     train_seconds = time.perf_counter() - start
-    best_val_acc = float(module.val_acc_best.compute()) if history.history else float("nan")
+    # Copy now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
+    epochs = list(history.history)
+    # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
+    best_val_acc = max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     tested = best if cfg.test_checkpoint == "best" and best else None  # None: the weights in hand (last)
@@ -107,26 +111,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "claim": cfg.claim,
         "params": budget.params,
         "budget": cfg.model.budget,
-        "epochs": len(history.history),
+        "epochs": len(epochs),
         "best_val_acc": best_val_acc,
         "test_acc": metrics["test/acc"],
         "test_loss": metrics["test/loss"],
         "train_seconds": round(train_seconds, 2),
-        "seconds_per_epoch": round(train_seconds / max(1, len(history.history)), 2),
+        "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,
         "tested_checkpoint": tested or "last weights",
         "seed": cfg.seed,
         "tags": list(cfg.get("tags") or []),
-        "history": history.history,
+        "history": epochs,
     }
     write_results(output_dir / "results.json", results)
-    if history.history:
-        plot_history(history.history, output_dir / "training_metrics.png")
+    if epochs:
+        plot_history(epochs, output_dir / "training_metrics.png")
     log.info(
         "%s: test accuracy %.2f%% after %d epochs (%.1f s of training); run directory: %s",
         cfg.model.name,
         100 * metrics["test/acc"],
-        len(history.history),
+        len(epochs),
         train_seconds,
         output_dir,
     )
