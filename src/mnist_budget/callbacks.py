@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from mnist_budget.errors import UserError
@@ -33,6 +34,17 @@ class ParameterBudget(Callback):
         log.info("model %s: %s trainable parameters (budget %s)", name, f"{self.params:,}", f"{self.budget:,}")
         for logger in trainer.loggers:
             logger.log_metrics({"model/params": self.params, "model/budget": self.budget}, step=0)
+
+
+class ChannelsLast(Callback):
+    """Stores the network's 4-D weights (and so its activations) channels-last (NHWC).
+
+    oneDNN on CPU and cuDNN on GPU run these small convolutions faster in that layout; see the
+    README's Performance section for the measured effect.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        pl_module.to(memory_format=torch.channels_last)
 
 
 class EpochHistory(Callback):

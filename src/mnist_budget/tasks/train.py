@@ -22,6 +22,16 @@ from mnist_budget.report import plot_history, write_results
 log = logging.getLogger(__name__)
 
 
+class _DropLightningTips(logging.Filter):
+    """Lightning advertises its cloud products on every run ("💡 Tip: ..."); keep the console to the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger); ``null`` entries are off."""
     if not group:
