@@ -63,12 +63,12 @@ def main() -> None:
     batch = cfg.data.batch_size
     levers = {
         f"baseline (batch {batch}, fp32, NCHW, {threads} threads)": {},
-        "batch 64": {"batch_size": 64},
-        "batch 256": {"batch_size": 256},
+        "batch 128": {"batch_size": 128},
         "batch 512": {"batch_size": 512},
         "channels_last": {"channels_last": True},
         "bf16 autocast": {"bf16": True},
-        "1 thread": {"threads": 1},
+        "channels_last + bf16 autocast (project default)": {"channels_last": True, "bf16": True},
+        "channels_last + bf16, 1 thread": {"channels_last": True, "bf16": True, "threads": 1},
     }
     if use_compile:
         levers["torch.compile"] = {"compile_": True}

@@ -9,6 +9,7 @@ and normalisation, the same network and optimiser. Alternating rounds; medians a
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -21,8 +22,14 @@ ROUNDS = 5
 
 
 def plain_round(cfg, datamodule) -> float:
+    """The same step by hand, with the project's precision and memory layout."""
     module = Classifier.from_config(cfg).train()
+    if cfg.callbacks.get("channels_last"):
+        module.to(memory_format=torch.channels_last)
     net, criterion, optimizer = module.net, module.criterion, module.build_optimizer()
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    device_type = datamodule.splits["train"].tensors[0].device.type
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
     for i, batch in enumerate(datamodule.train_dataloader()):
         if i == WARMUP:
             start = time.perf_counter()
@@ -30,7 +37,8 @@ def plain_round(cfg, datamodule) -> float:
             break
         images, labels = batch
         images = datamodule.prepare_images(images, augment=True)
-        loss = criterion(net(images), labels)
+        with autocast:
+            loss = criterion(net(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -40,7 +40,7 @@ def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp
 
 
 def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path):
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=2")
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "~callbacks.early_stopping")
     metrics = train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     for key in ("model", "params", "budget", "epochs", "best_val_acc", "test_acc", "test_loss", "train_seconds"):
@@ -114,3 +114,13 @@ def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg,
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 3 == len(results["history"])
     assert results["tested_checkpoint"] != str(tmp_path / "checkpoints" / "epoch_002.ckpt")
+
+
+def test_channels_last_callback_converts_the_network(make_cfg):
+    from mnist_budget.callbacks import ChannelsLast
+
+    module = Classifier.from_config(make_cfg())
+    ChannelsLast().setup(None, module, "fit")
+    convs = [m.weight for m in module.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)
