@@ -78,6 +78,17 @@ def alternate(rounds: int, a: tuple[str, Callable[[], float]], b: tuple[str, Cal
     return median(results[a[0]]), median(results[b[0]])
 
 
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_on_device(datamodule) -> None:
+    """Set the datamodule up outside a trainer, its splits on the GPU when there is one (as trainer=gpu does)."""
+    datamodule.setup()
+    for split in datamodule.splits.values():
+        split.tensors = tuple(tensor.to(default_device()) for tensor in split.tensors)
+
+
 def device_note() -> str:
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads"

@@ -51,8 +51,8 @@ def main() -> None:
         rates.append(len(datamodule.splits["test"]) / timer.seconds)
     print(f"\n{device_note()}")
     print(f"evaluation (trainer.test, batch {cfg.data.eval_batch_size}): {median(rates):8.0f} images/s (median)")
-    net = module.net.eval()
     images = datamodule.prepare_images(datamodule.splits["test"].tensors[0], augment=False)
+    net = module.net.to(images.device).eval()  # the trainer hands the module back on the CPU
     for batch_size in (128, 512, 2000, 10000):
         rate = median(bare_inference(net, images, batch_size) for _ in range(REPEATS))
         print(f"inference (bare network, batch {batch_size:5d}):   {rate:8.0f} images/s (median)")

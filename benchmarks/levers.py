@@ -16,7 +16,7 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 
-from common import device_note, median, project_config
+from common import device_note, load_on_device, median, project_config
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule
 
@@ -56,9 +56,7 @@ def main() -> None:
     cfg = project_config()
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
-    datamodule.setup()
-    if torch.cuda.is_available():  # keep the data on the GPU, as the project's trainer=gpu does
-        datamodule.splits["train"].tensors = tuple(t.cuda() for t in datamodule.splits["train"].tensors)
+    load_on_device(datamodule)
     threads = torch.get_num_threads()
     batch = cfg.data.batch_size
     levers = {

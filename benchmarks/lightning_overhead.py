@@ -14,16 +14,26 @@ from contextlib import nullcontext
 import lightning as L
 import torch
 
-from common import STEADY_STATE_OVERRIDES, STEPS, WARMUP, StepTimer, alternate, device_note, project_config
+from common import (
+    STEADY_STATE_OVERRIDES,
+    STEPS,
+    WARMUP,
+    StepTimer,
+    alternate,
+    default_device,
+    device_note,
+    load_on_device,
+    project_config,
+)
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule, build_trainer
 
-ROUNDS = 5
+ROUNDS = 7
 
 
 def plain_round(cfg, datamodule) -> float:
     """The same step by hand, with the project's precision and memory layout."""
-    module = Classifier.from_config(cfg).train()
+    module = Classifier.from_config(cfg).train().to(default_device())
     if cfg.callbacks.get("channels_last"):
         module.to(memory_format=torch.channels_last)
     net, criterion, optimizer = module.net, module.criterion, module.build_optimizer()
@@ -42,6 +52,8 @@ def plain_round(cfg, datamodule) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return STEPS * cfg.data.batch_size / (time.perf_counter() - start)
 
 
@@ -55,7 +67,7 @@ def main() -> None:
     cfg = project_config(*STEADY_STATE_OVERRIDES)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
-    datamodule.setup()
+    load_on_device(datamodule)
     a, b = alternate(
         ROUNDS, ("plain", lambda: plain_round(cfg, datamodule)), ("lightning", lambda: lightning_round(cfg, datamodule))
     )

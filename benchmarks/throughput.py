@@ -20,7 +20,17 @@ from torch.utils.data import DataLoader
 from torchvision import transforms as T
 from torchvision.datasets import MNIST
 
-from common import STEADY_STATE_OVERRIDES, STEPS, WARMUP, StepTimer, alternate, data_dir, device_note, project_config
+from common import (
+    STEADY_STATE_OVERRIDES,
+    STEPS,
+    WARMUP,
+    StepTimer,
+    alternate,
+    data_dir,
+    default_device,
+    device_note,
+    project_config,
+)
 from mnist_budget.data import MNIST_MEAN, MNIST_STD
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule, build_trainer
@@ -47,17 +57,21 @@ def classic_round(cfg) -> float:
     loader = DataLoader(
         MNIST(data_dir(), train=True, transform=transform), batch_size=cfg.data.batch_size, shuffle=True, num_workers=2
     )
-    net = instantiate(cfg.model.net).train()
+    device = default_device()
+    net = instantiate(cfg.model.net).train().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4)
     for i, (images, labels) in enumerate(loader):
         if i == WARMUP:
             start = time.perf_counter()
         if i == WARMUP + STEPS:
             break
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         loss = F.cross_entropy(net(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return STEPS * cfg.data.batch_size / (time.perf_counter() - start)
 
 
