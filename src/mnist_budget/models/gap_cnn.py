@@ -3,14 +3,7 @@
 import torch
 from torch import nn
 
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convolution (with bias, no padding) followed by BatchNorm and ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from mnist_budget.models.blocks import conv_bn_relu
 
 
 class GapCNN(nn.Module):

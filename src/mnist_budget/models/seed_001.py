@@ -7,15 +7,12 @@ without bias, a 1x1 last conv) gives 18,932 parameters against the reported 18,7
 import torch
 from torch import nn
 
+from mnist_budget.models.blocks import conv_bn_relu
+
 
 def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
-    """3x3 conv (no bias: BatchNorm follows) -> BN -> ReLU -> dropout."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Dropout(dropout),
-    )
+    """Unpadded 3x3 conv (no bias: BatchNorm follows) -> BN -> ReLU -> dropout."""
+    return nn.Sequential(conv_bn_relu(in_channels, out_channels, bias=False), nn.Dropout(dropout))
 
 
 class Seed001Net(nn.Module):

@@ -6,6 +6,8 @@ Every layer of the reference is listed; with conv biases this is exactly its 10,
 import torch
 from torch import nn
 
+from mnist_budget.models.blocks import conv_bn_relu
+
 
 class SqueezeExcite(nn.Module):
     """Channel attention: GAP -> 1x1 conv (reduce) -> ReLU -> 1x1 conv (expand) -> sigmoid gate."""
@@ -24,28 +26,24 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(x)
 
 
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU())
-
-
 class Seed002Net(nn.Module):
     """28 -> pool 14 -> pool 7; 1x1 + 3x3 conv, conv, SE, conv; GAP; Linear."""
 
     def __init__(self, dropout: float = 0.1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, 8),  # conv1, bn1
-            conv_bn_relu(8, 12),  # conv2, bn2
+            conv_bn_relu(1, 8, padding=1),  # conv1, bn1
+            conv_bn_relu(8, 12, padding=1),  # conv2, bn2
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            conv_bn_relu(12, 16),  # conv3, bn3
+            conv_bn_relu(12, 16, padding=1),  # conv3, bn3
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
             nn.Conv2d(16, 16, 1),  # conv4_1x1
-            conv_bn_relu(16, 16),  # conv4_main, bn4
-            conv_bn_relu(16, 16),  # conv5, bn5
+            conv_bn_relu(16, 16, padding=1),  # conv4_main, bn4
+            conv_bn_relu(16, 16, padding=1),  # conv5, bn5
             SqueezeExcite(16, 8),
-            conv_bn_relu(16, 16),  # conv6, bn6
+            conv_bn_relu(16, 16, padding=1),  # conv6, bn6
             nn.Dropout(dropout),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -8,13 +8,7 @@ faithful reading: 7,578 parameters.
 import torch
 from torch import nn
 
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from mnist_budget.models.blocks import conv_bn_relu
 
 
 class Residual(nn.Module):
@@ -34,15 +28,15 @@ class SimpleMNISTNet(nn.Module):
     def __init__(self, dropout: float = 0.05) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn_relu(1, 8),
-            conv_bn_relu(8, 12),
+            conv_bn_relu(1, 8, padding=1, bias=False),
+            conv_bn_relu(8, 12, padding=1, bias=False),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            conv_bn_relu(12, 16),
-            Residual(conv_bn_relu(16, 16)),
+            conv_bn_relu(12, 16, padding=1, bias=False),
+            Residual(conv_bn_relu(16, 16, padding=1, bias=False)),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            Residual(conv_bn_relu(16, 16)),
+            Residual(conv_bn_relu(16, 16, padding=1, bias=False)),
             nn.AvgPool2d(7),
         )
         self.head = nn.Conv2d(16, 10, 1)

@@ -3,9 +3,7 @@
 import torch
 from torch import nn
 
-
-def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU()]
+from mnist_budget.models.blocks import conv_bn_relu
 
 
 class Seed004Net(nn.Module):
@@ -14,16 +12,16 @@ class Seed004Net(nn.Module):
     def __init__(self, dropout: float = 0.1) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *conv_bn_relu(1, 10),
-            *conv_bn_relu(10, 20),
+            conv_bn_relu(1, 10, padding=1),
+            conv_bn_relu(10, 20, padding=1),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
             nn.Conv2d(20, 10, 1),
-            *conv_bn_relu(10, 20),
-            *conv_bn_relu(20, 20),
+            conv_bn_relu(10, 20, padding=1),
+            conv_bn_relu(20, 20, padding=1),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            *conv_bn_relu(20, 40),
+            conv_bn_relu(20, 40, padding=1),
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Conv2d(40, 10, 1)
