@@ -6,6 +6,7 @@ import os
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -66,6 +67,39 @@ class StepTimer(Callback):
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.seconds = time.perf_counter() - self._start
+
+
+def plain_loop_rate(
+    module, batches: Iterable, prepare: Callable, *, channels_last: bool, bf16: bool, compile_: bool = False
+) -> float:
+    """Images/s of a hand-written training loop (no Lightning) over ``batches`` of raw images and labels.
+
+    ``prepare`` augments and normalises a batch; the levers match the project's: channels-last
+    layout, bf16 autocast, and (optionally) torch.compile.
+    """
+    device = next(module.parameters()).device
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
+    forward = torch.compile(module.net) if compile_ else module.net
+    optimizer = module.build_optimizer()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    images_seen = 0
+    for i, (images, labels) in enumerate(batches):
+        if i == WARMUP:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start, images_seen = time.perf_counter(), 0
+        if i == WARMUP + STEPS:
+            break
+        with autocast:
+            loss = module.criterion(forward(prepare(images)), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images_seen += len(labels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return images_seen / (time.perf_counter() - start)
 
 
 def alternate(rounds: int, a: tuple[str, Callable[[], float]], b: tuple[str, Callable[[], float]]) -> tuple[float, float]:

@@ -10,44 +10,34 @@ median of ROUNDS rounds; every lever is measured against a baseline measured in 
 from __future__ import annotations
 
 import sys
-import time
-from contextlib import nullcontext
 
 import lightning as L
 import torch
 
-from common import device_note, load_on_device, median, project_config
+from common import STEPS, device_note, load_on_device, median, plain_loop_rate, project_config
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule
 
-WARMUP, STEPS, ROUNDS = 10, 60, 3
+ROUNDS = 3
+
+
+def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int):
+    order = torch.randperm(len(labels), device=images.device)
+    for chunk in range(0, len(labels) - batch_size + 1, batch_size):
+        idx = order[chunk : chunk + batch_size]
+        yield images[idx], labels[idx]
 
 
 def step_rate(cfg, datamodule, batch_size: int, channels_last=False, bf16=False, compile_=False) -> float:
     images, labels = datamodule.splits["train"].tensors
-    module = Classifier.from_config(cfg).train().to(images.device)
-    net = module.net.to(memory_format=torch.channels_last) if channels_last else module.net
-    forward = torch.compile(net) if compile_ else net
-    optimizer = module.build_optimizer()
-    autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    order = torch.randperm(len(labels), device=images.device)
-    for i in range(WARMUP + STEPS):
-        if i == WARMUP:
-            if images.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        idx = order[i * batch_size : (i + 1) * batch_size]
-        x = datamodule.prepare_images(images[idx], augment=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            loss = module.criterion(forward(x), labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return STEPS * batch_size / (time.perf_counter() - start)
+    return plain_loop_rate(
+        Classifier.from_config(cfg).train().to(images.device),
+        shuffled_batches(images, labels, batch_size),
+        lambda batch: datamodule.prepare_images(batch, augment=True),
+        channels_last=channels_last,
+        bf16=bf16,
+        compile_=compile_,
+    )
 
 
 def main() -> None:

@@ -8,21 +8,17 @@ and normalisation, the same network and optimiser. Alternating rounds; medians a
 
 from __future__ import annotations
 
-import time
-from contextlib import nullcontext
-
 import lightning as L
-import torch
 
 from common import (
     STEADY_STATE_OVERRIDES,
     STEPS,
-    WARMUP,
     StepTimer,
     alternate,
     default_device,
     device_note,
     load_on_device,
+    plain_loop_rate,
     project_config,
 )
 from mnist_budget.module import Classifier
@@ -33,28 +29,13 @@ ROUNDS = 7
 
 def plain_round(cfg, datamodule) -> float:
     """The same step by hand, with the project's precision and memory layout."""
-    module = Classifier.from_config(cfg).train().to(default_device())
-    if cfg.callbacks.get("channels_last"):
-        module.to(memory_format=torch.channels_last)
-    net, criterion, optimizer = module.net, module.criterion, module.build_optimizer()
-    bf16 = str(cfg.trainer.precision).startswith("bf16")
-    device_type = datamodule.splits["train"].tensors[0].device.type
-    autocast = torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    for i, batch in enumerate(datamodule.train_dataloader()):
-        if i == WARMUP:
-            start = time.perf_counter()
-        if i == WARMUP + STEPS:
-            break
-        images, labels = batch
-        images = datamodule.prepare_images(images, augment=True)
-        with autocast:
-            loss = criterion(net(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return STEPS * cfg.data.batch_size / (time.perf_counter() - start)
+    return plain_loop_rate(
+        Classifier.from_config(cfg).train().to(default_device()),
+        datamodule.train_dataloader(),
+        lambda images: datamodule.prepare_images(images, augment=True),
+        channels_last=bool(cfg.callbacks.get("channels_last")),
+        bf16=str(cfg.trainer.precision).startswith("bf16"),
+    )
 
 
 def lightning_round(cfg, datamodule) -> float:

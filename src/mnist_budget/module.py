@@ -60,8 +60,9 @@ class Classifier(L.LightningModule):
         logits = self(images)
         loss = self.criterion(logits, labels)
         mean_loss, acc = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
-        mean_loss(loss.detach(), weight=len(labels))
-        acc(logits.detach(), labels)
+        # update(), not forward(): logged per epoch only, so no per-batch value needs computing.
+        mean_loss.update(loss.detach(), weight=len(labels))
+        acc.update(logits.detach(), labels)
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
