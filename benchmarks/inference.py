@@ -49,7 +49,7 @@ def main() -> None:
         timer = TestTimer()
         build_trainer(cfg, timer).test(module, datamodule=datamodule, verbose=False)
         rates.append(len(datamodule.splits["test"]) / timer.seconds)
-    print(f"\n{device_note()}")
+    print(f"\n{device_note(cfg)}")
     print(f"evaluation (trainer.test, batch {cfg.data.eval_batch_size}): {median(rates):8.0f} images/s (median)")
     images = datamodule.prepare_images(datamodule.splits["test"].tensors[0], augment=False)
     net = module.net.to(images.device).eval()  # the trainer hands the module back on the CPU

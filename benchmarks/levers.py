@@ -1,5 +1,6 @@
 """Speed levers, one at a time, on the same training step: images/s of a plain loop over the
-project's in-memory data path (gap_cnn, standard augmentation) on this machine's device.
+project's in-memory data path (the default model, or model=..., with standard augmentation) on
+this machine's device.
 
 Levers: batch size, channels_last, thread count, bf16 autocast, torch.compile. Each row is the
 median of ROUNDS rounds; every lever is measured against a baseline measured in the same rounds.
@@ -55,7 +56,7 @@ def main() -> None:
         "batch 512": {"batch_size": 512},
         "channels_last": {"channels_last": True},
         "bf16 autocast": {"bf16": True},
-        "channels_last + bf16 autocast (project default)": {"channels_last": True, "bf16": True},
+        "channels_last + bf16 autocast": {"channels_last": True, "bf16": True},
         "channels_last + bf16, 1 thread": {"channels_last": True, "bf16": True, "threads": 1},
     }
     if use_compile:
@@ -67,7 +68,7 @@ def main() -> None:
             torch.set_num_threads(lever.pop("threads", threads))
             rates[name].append(step_rate(cfg, datamodule, lever.pop("batch_size", batch), **lever))
         torch.set_num_threads(threads)
-    print(f"\n{device_note()}; {STEPS} timed steps, median of {ROUNDS} rounds")
+    print(f"\n{device_note(cfg)}; {STEPS} timed steps, median of {ROUNDS} rounds")
     base = median(rates[next(iter(levers))])
     for name, values in rates.items():
         print(f"{name:45s} {median(values):8.0f} images/s  ({median(values) / base:.2f}x)")

@@ -15,6 +15,7 @@ from common import (
     STEPS,
     StepTimer,
     alternate,
+    chosen_settings,
     default_device,
     device_note,
     load_on_device,
@@ -28,13 +29,14 @@ ROUNDS = 7
 
 
 def plain_round(cfg, datamodule) -> float:
-    """The same step by hand, with the project's precision and memory layout."""
+    """The same step by hand, with the precision and memory layout that the project's run resolves to."""
+    precision, layout = chosen_settings(cfg)
     return plain_loop_rate(
         Classifier.from_config(cfg).train().to(default_device()),
         datamodule.train_dataloader(),
         lambda images: datamodule.prepare_images(images, augment=True),
-        channels_last=bool(cfg.callbacks.get("channels_last")),
-        bf16=str(cfg.trainer.precision).startswith("bf16"),
+        channels_last=layout == "channels_last",
+        bf16=precision.startswith("bf16"),
     )
 
 
@@ -52,7 +54,7 @@ def main() -> None:
     a, b = alternate(
         ROUNDS, ("plain", lambda: plain_round(cfg, datamodule)), ("lightning", lambda: lightning_round(cfg, datamodule))
     )
-    print(f"\n{device_note()}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
+    print(f"\n{device_note(cfg)}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
     print(f"plain PyTorch loop: {a:8.0f} images/s (median)")
     print(f"project Lightning:  {b:8.0f} images/s (median)")
     print(f"Lightning overhead: {100 * (a / b - 1):+.1f} % time per image (plain/lightning = {a / b:.3f})")

@@ -1,8 +1,11 @@
 """Train throughput (images/s): the classic MNIST pipeline against the project's Lightning path.
 
-Same model (gap_cnn), same kind of augmentation (random rotation + translation), same batch size.
-  A (classic): torchvision MNIST with per-sample PIL transforms, DataLoader with 2 workers, plain loop.
-  B (project): in-memory tensors, batched kornia augmentation, the project's Lightning trainer.
+Same model (the default, or model=...), same kind of augmentation (random rotation + translation),
+same batch size.
+  A (classic): torchvision MNIST with per-sample PIL transforms, DataLoader with 2 workers, plain
+               fp32 loop: what an MNIST tutorial does.
+  B (project): in-memory tensors, batched kornia augmentation, the project's Lightning trainer with
+               the precision and layout it chooses for this machine (printed).
 A and B alternate ROUNDS times in one process so machine noise cancels; medians and B/A are printed.
 
     uv run python benchmarks/throughput.py [hydra overrides, e.g. data.batch_size=256]
@@ -76,10 +79,10 @@ def classic_round(cfg) -> float:
 
 
 def main() -> None:
-    cfg = project_config("augment=standard", "model=gap_cnn", *STEADY_STATE_OVERRIDES)
+    cfg = project_config("augment=standard", *STEADY_STATE_OVERRIDES)
     L.seed_everything(0, verbose=False)
     a, b = alternate(ROUNDS, ("classic", lambda: classic_round(cfg)), ("project", lambda: project_round(cfg)))
-    print(f"\n{device_note()}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
+    print(f"\n{device_note(cfg)}; batch {cfg.data.batch_size}, {STEPS} timed steps per round, {ROUNDS} rounds")
     print(f"classic pipeline (A): {a:8.0f} images/s (median)")
     print(f"project (B):          {b:8.0f} images/s (median)")
     print(f"B/A = {b / a:.2f}x")

@@ -67,7 +67,7 @@ def main() -> None:
     probe.start = time.perf_counter()
     trainer.fit(Classifier.from_config(cfg), datamodule=datamodule)
     reached = [row for row in probe.rows if row[2] >= TARGET]
-    print(f"\n{device_note()}")
+    print(f"\n{device_note(cfg)}")
     print(f"fixed costs before the first training batch (data, summary, sanity check): {probe.first_batch_at:.1f} s")
     if reached:
         epoch, seconds, accuracy = reached[0]

@@ -32,3 +32,22 @@ def test_model_maps_a_batch_of_digits_to_ten_logits(make_cfg, option):
 
 def test_gap_cnn_has_the_seed_parameter_count(make_cfg):
     assert count_parameters(instantiate(make_cfg("model=gap_cnn").model.net)) == 17_994
+
+
+def test_fast_cnn_default_has_its_stated_parameter_count(make_cfg):
+    # conf/model/fast_cnn.yaml and the README state this figure.
+    assert count_parameters(instantiate(make_cfg("model=fast_cnn").model.net)) == 17_954
+
+
+def test_fast_cnn_pools_after_one_convolution():
+    """The design's point: the second convolution already sees 13x13 maps (README, Performance)."""
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    shapes = []
+    net = FastCNN()
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [conv.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape[-2:]))) for conv in convs]
+    net.eval()(torch.zeros(1, 1, 28, 28))
+    for hook in hooks:
+        hook.remove()
+    assert shapes == [(28, 28), (13, 13), (11, 11), (4, 4)]

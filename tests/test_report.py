@@ -31,3 +31,38 @@ def test_table_has_one_row_per_run_with_its_figures(tmp_path, capsys):
 def test_no_results_is_an_error(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
+
+
+def seed_run(seed: int, test_acc: float, *, overrides: list[str], cpu_bf16: bool = True, seconds: float = 40.0) -> dict:
+    hardware = {"device": "cpu", "cpu": "Test CPU", "cpu_capability": "AVX512" if cpu_bf16 else "AVX2",
+                "cpu_native_bf16": cpu_bf16, "threads": 2, "torch": "2.x"}
+    return {**fake_result("fast_cnn", test_acc), "seed": seed, "overrides": [f"seed={seed}", *overrides],
+            "hardware": hardware, "precision": "bf16-mixed" if cpu_bf16 else "32-true", "train_seconds": seconds}
+
+
+def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
+    from mnist_budget.report import seed_statistics
+
+    runs = [seed_run(s, acc, overrides=["optim.lr=0.1"], seconds=30 + s) for s, acc in
+            zip(range(1, 6), (0.9950, 0.9940, 0.9960, 0.9945, 0.9955))]
+    runs.append(seed_run(1, 0.9900, overrides=["optim.lr=0.2"]))           # another config
+    runs.append(seed_run(1, 0.9930, overrides=["optim.lr=0.1"], cpu_bf16=False))  # another CPU kind
+    rows = {(row["overrides"], row["precision"]): row for row in seed_statistics(runs)}
+    assert len(rows) == 3
+    five = rows[("optim.lr=0.1", "bf16-mixed")]
+    assert five["seeds"] == [1, 2, 3, 4, 5]
+    assert five["mean"] == pytest.approx(0.995)
+    assert five["min"] == pytest.approx(0.994)
+    assert five["std"] == pytest.approx(0.000790569, rel=1e-4)  # sample standard deviation
+    assert five["median_train_seconds"] == 33
+    assert rows[("optim.lr=0.1", "32-true")]["seeds"] == [1]
+
+    for i, run in enumerate(runs):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "results.json").write_text(json.dumps(run))
+    main([str(tmp_path)])
+    out = capsys.readouterr().out
+    seed_rows = [line for line in out.split("Seed statistics")[1].splitlines() if line.startswith("| fast_cnn")]
+    assert len(seed_rows) == 1  # single-seed configs get no statistics row
+    assert "99.50, 99.40, 99.60, 99.45, 99.55" in seed_rows[0] and "**99.50 %**" in seed_rows[0]
+    assert "Test CPU (AVX512, native bf16)" in seed_rows[0]

@@ -24,14 +24,17 @@ SHORT = [
 
 def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path):
     cfg = make_cfg(*SHORT, "model.budget=10000", "trainer.max_epochs=1")
-    with pytest.raises(UserError, match=r"model gap_cnn has 17,994 trainable parameters, over its budget of 10,000"):
+    with pytest.raises(UserError, match=r"model fast_cnn has 17,954 trainable parameters, over its budget of 10,000"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "results.json").exists()
 
 
 def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp_path):
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=12", "callbacks.early_stopping.stopping_threshold=0.9", "augment=none")
+    cfg = make_cfg(
+        *SHORT, "trainer.max_epochs=12", "callbacks=[default,early_stopping]",
+        "callbacks.early_stopping.stopping_threshold=0.9", "augment=none",
+    )
     train(cfg)
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert len(history) < 12, "the threshold was never reached, so early stopping was not exercised"
@@ -40,12 +43,12 @@ def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp
 
 
 def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path):
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "~callbacks.early_stopping")
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=2")
     metrics = train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     for key in ("model", "params", "budget", "epochs", "best_val_acc", "test_acc", "test_loss", "train_seconds"):
         assert key in results
-    assert results["params"] == 17_994 and results["epochs"] == 2 == len(results["history"])
+    assert results["params"] == 17_954 and results["epochs"] == 2 == len(results["history"])
     assert results["test_acc"] == pytest.approx(metrics["test/acc"])
     assert 0.0 <= results["test_acc"] <= 1.0
     assert results["best_val_acc"] == pytest.approx(max(row["val/acc"] for row in results["history"]))
@@ -69,7 +72,7 @@ def test_checkpoint_reloads_weights_only_with_the_same_test_accuracy(make_cfg, t
     results = json.loads((tmp_path / "results.json").read_text())
     best = results["best_checkpoint"]
     raw = torch.load(best, map_location="cpu", weights_only=True)
-    assert raw["hyper_parameters"]["model"]["name"] == "gap_cnn"
+    assert raw["hyper_parameters"]["model"]["name"] == "fast_cnn"
 
     module = Classifier.load_from_checkpoint(best, weights_only=True)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -109,18 +112,38 @@ def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
 
 def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg, tmp_path):
     # mode=min makes the "best" checkpoint an early one; testing it must not shorten the history.
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min", "~callbacks.early_stopping")
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=3", "callbacks.model_checkpoint.mode=min", "test_checkpoint=best")
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 3 == len(results["history"])
     assert results["tested_checkpoint"] != str(tmp_path / "checkpoints" / "epoch_002.ckpt")
 
 
-def test_channels_last_callback_converts_the_network(make_cfg):
-    from mnist_budget.callbacks import ChannelsLast
+def _conv_weights(module):
+    # A one-input-channel weight is contiguous in both layouts, so it tells nothing: leave it out.
+    return [m.weight for m in module.net.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+
+
+@pytest.mark.parametrize(
+    ("layout", "device", "expect_channels_last"),
+    [("channels_last", "cpu", True), ("contiguous", "cpu", False), ("auto", "cpu", False), ("auto", "cuda", True)],
+)
+def test_memory_format_callback_applies_the_resolved_layout(make_cfg, layout, device, expect_channels_last):
+    from types import SimpleNamespace
+
+    from mnist_budget.callbacks import MemoryFormat
 
     module = Classifier.from_config(make_cfg())
-    ChannelsLast().setup(None, module, "fit")
-    convs = [m.weight for m in module.net.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    assert not all(w.is_contiguous() for w in convs)
+    # The callback only reads the trainer's device type, so a stand-in trainer says "cuda" without a GPU.
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=SimpleNamespace(type=device)))
+    callback = MemoryFormat(layout)
+    callback.setup(trainer, module, "fit")
+    convs = _conv_weights(module)
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) == expect_channels_last for w in convs)
+    assert callback.layout == ("channels_last" if expect_channels_last else "contiguous")
+
+
+def test_unknown_memory_layout_is_a_user_error(make_cfg):
+    cfg = make_cfg("callbacks.memory_format.layout=nhwc")
+    with pytest.raises(UserError, match=r"memory layout 'nhwc' is unknown"):
+        train(cfg)

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from mnist_budget.errors import UserError
+from mnist_budget.hardware import resolve_layout
 from mnist_budget.models import count_parameters
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,22 @@ class ParameterBudget(Callback):
             logger.log_metrics({"model/params": self.params, "model/budget": self.budget}, step=0)
 
 
-class ChannelsLast(Callback):
-    """Stores the network's 4-D weights (and so its activations) channels-last (NHWC).
+class MemoryFormat(Callback):
+    """Stores the network's 4-D weights (and so its activations) in the layout chosen for the device.
 
-    oneDNN on CPU and cuDNN on GPU run these small convolutions faster in that layout; see the
-    README's Performance section for the measured effect.
+    ``layout``: ``channels_last`` (NHWC), ``contiguous`` (NCHW) or ``auto``, which
+    ``mnist_budget.hardware.resolve_layout`` turns into channels_last on a CUDA GPU and contiguous
+    on a CPU (see the README's Performance section for the measurements behind the rule).
     """
 
+    def __init__(self, layout: str = "auto") -> None:
+        self.requested = layout
+        self.layout: str | None = None
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        pl_module.to(memory_format=torch.channels_last)
+        self.layout = resolve_layout(self.requested, trainer.strategy.root_device.type)
+        if self.layout == "channels_last":
+            pl_module.to(memory_format=torch.channels_last)
 
 
 class EpochHistory(Callback):

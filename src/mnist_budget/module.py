@@ -31,7 +31,8 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: nn.Module = instantiate(model["net"])
-        self.criterion = nn.CrossEntropyLoss()
+        # Label smoothing is part of the training recipe, so it lives in the optim config.
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=optim.get("label_smoothing", 0.0))
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # lets the model summary show shapes
         # Keyed "<stage>_acc" / "<stage>_loss": a bare "train" key would clash with nn.Module.train.
         self.metrics = nn.ModuleDict()

@@ -1,9 +1,11 @@
-"""Results of a run: results.json and the training-curve plot."""
+"""Results: a run's results.json and training-curve plot; across runs, the results table and the
+seed statistics (``python -m mnist_budget.report RUN_OR_SWEEP_DIR ...``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -44,36 +46,111 @@ def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
     return sorted((json.loads(file.read_text()) for file in files), key=lambda r: (r.get("experiment") or "", r["model"]))
 
 
+def hardware_label(result: dict[str, Any]) -> str:
+    """The hardware a run trained on, as recorded in its results.json (older runs: unknown)."""
+    from mnist_budget.hardware import hardware_label as label
+
+    return label(result["hardware"]) if result.get("hardware") else "unknown hardware"
+
+
 def results_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run: what it is, what it cost, what it reached, what was claimed."""
     lines = [
-        "| experiment | model | params | epochs | best val acc | test acc (official 10k) | train s | s/epoch | claim |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| experiment | model | params | seed | precision | epochs | best val acc | test acc (official 10k) "
+        "| train s | s/epoch | claim |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
-            f"| {r.get('experiment') or r['model']} | {r['model']} | {r['params']:,} | {r['epochs']} "
+            f"| {r.get('experiment') or r['model']} | {r['model']} | {r['params']:,} | {r.get('seed', '')} "
+            f"| {r.get('precision', '')} | {r['epochs']} "
             f"| {100 * r['best_val_acc']:.2f} % | **{100 * r['test_acc']:.2f} %** | {r['train_seconds']:.0f} "
             f"| {r['train_seconds'] / max(1, r['epochs']):.1f} | {r.get('claim') or ''} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def config_key(result: dict[str, Any]) -> tuple[str, ...]:
+    """What makes runs "the same config": experiment, overrides other than the seed, hardware, precision.
+
+    Runs that share it and differ only in ``seed`` are one row of the seed statistics.
+    """
+    overrides = sorted(o for o in result.get("overrides", []) if not o.lstrip("+~").startswith(("seed=", "hydra.")))
+    return (
+        result.get("experiment") or result["model"],
+        " ".join(overrides),
+        hardware_label(result),
+        str(result.get("precision", "")),
+    )
+
+
+def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per config: test accuracy of every seed, mean, sample standard deviation, minimum, and the
+    median training seconds. Accuracies are fractions, as in results.json."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(config_key(result), []).append(result)
+    rows = []
+    for (experiment, overrides, hardware, precision), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r.get("seed", 0))
+        accs = [r["test_acc"] for r in runs]
+        rows.append(
+            {
+                "experiment": experiment,
+                "overrides": overrides,
+                "hardware": hardware,
+                "precision": precision,
+                "params": runs[0]["params"],
+                "epochs": statistics.median(r["epochs"] for r in runs),
+                "seeds": [r.get("seed") for r in runs],
+                "test_accs": accs,
+                "mean": statistics.fmean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "min": min(accs),
+                "median_train_seconds": statistics.median(r["train_seconds"] for r in runs),
+            }
+        )
+    return rows
+
+
+def seed_table(rows: list[dict[str, Any]]) -> str:
+    """The seed statistics as a Markdown table (accuracies in %)."""
+    lines = [
+        "| experiment | overrides | hardware | precision | params | epochs | seeds | test acc per seed "
+        "| mean | std | min | median train s |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        per_seed = ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"])
+        lines.append(
+            f"| {row['experiment']} | {row['overrides'] or '-'} | {row['hardware']} | {row['precision']} "
+            f"| {row['params']:,} | {row['epochs']:g} | {', '.join(map(str, row['seeds']))} | {per_seed} "
+            f"| **{100 * row['mean']:.2f} %** | {100 * row['std']:.2f} | {100 * row['min']:.2f} % "
+            f"| {row['median_train_seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mnist_budget.report RUN_DIR ... [--output table.md]``: tabulate runs' results.json."""
+    """``python -m mnist_budget.report RUN_OR_SWEEP_DIR ... [--output report.md]``: tabulate runs'
+    results.json, one row per run, then the seed statistics of every config run with several seeds."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories or results.json files")
-    parser.add_argument("--output", type=Path, help="write the table here as well as to stdout")
+    parser.add_argument("runs", nargs="+", type=Path, help="run or sweep directories, or results.json files")
+    parser.add_argument("--output", type=Path, help="write the tables here as well as to stdout")
     args = parser.parse_args(argv)
     results = collect_results(args.runs)
     if not results:
         parser.error(f"no results.json under {', '.join(map(str, args.runs))}: point at run directories")
-    table = results_table(results)
-    print(table, end="")
+    report = results_table(results)
+    stats = [row for row in seed_statistics(results) if len(row["seeds"]) > 1]
+    if stats:
+        report += "\nSeed statistics (official 10k test set; std is the sample standard deviation):\n\n"
+        report += seed_table(stats)
+    print(report, end="")
     if args.output:
-        args.output.write_text(table)
+        args.output.write_text(report)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.callbacks import EpochHistory, ParameterBudget
+from mnist_budget.callbacks import EpochHistory, MemoryFormat, ParameterBudget
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
+from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
 from mnist_budget.module import Classifier
 from mnist_budget.report import plot_history, write_results
 
@@ -45,9 +46,13 @@ def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
-    """The trainer config with the callbacks and loggers groups (plus any callbacks given here)."""
+    """The trainer config with the callbacks and loggers groups (plus any callbacks given here).
+
+    ``trainer.precision: auto`` is resolved for the device first (see mnist_budget.hardware).
+    """
     callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
+    precision = resolve_precision(cfg.trainer.precision, device_type(cfg.trainer.accelerator))
+    return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
 
 
 def check_checkpoint(path: str, model_name: str) -> None:
@@ -64,6 +69,15 @@ def check_checkpoint(path: str, model_name: str) -> None:
         raise UserError(
             f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
         )
+
+
+def run_overrides() -> list[str]:
+    """The command-line overrides of this run (empty outside a Hydra run), for the seed and sweep reports."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def log_final_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
@@ -83,6 +97,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     log.info("run directory: %s", output_dir)
+    device = device_type(cfg.trainer.accelerator)
+    hardware = describe(device)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    log.info("hardware: %s", hardware_line(hardware))
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
@@ -95,6 +113,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
     trainer = build_trainer(cfg, budget, history)
+    memory_format = next((cb for cb in trainer.callbacks if isinstance(cb, MemoryFormat)), None)
+    layout = resolve_layout(memory_format.requested, device) if memory_format else "contiguous"
+    log.info(
+        "precision: %s%s; memory layout: %s",
+        precision,
+        " (auto)" if str(cfg.trainer.precision) == "auto" else "",
+        layout,
+    )
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
@@ -130,6 +156,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "best_checkpoint": best or None,
         "tested_checkpoint": tested or "last weights",
         "seed": cfg.seed,
+        "overrides": run_overrides(),
+        "hardware": hardware,
+        "precision": precision,
+        "memory_layout": layout,
         "tags": list(cfg.get("tags") or []),
         "history": epochs,
     }

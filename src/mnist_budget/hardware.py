@@ -1,0 +1,126 @@
+"""What the training device can do, and the precision and memory layout chosen for it.
+
+A CPU without native bf16 (AVX2 only: no avx512_bf16, no AMX) emulates bf16 autocast, which
+makes a training step several times slower than fp32; a CPU or GPU with native bf16 runs it
+faster than fp32. So ``trainer.precision: auto`` and ``callbacks.memory_format.layout: auto`` are
+resolved here, from what torch reports about the device, before the Trainer is built. An explicit
+value always wins. The measurements behind each rule are in the README's Performance section.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+AUTO = "auto"
+LAYOUTS = ("channels_last", "contiguous")
+
+
+def device_type(accelerator: str) -> str:
+    """The torch device type a Trainer with this ``accelerator`` trains on: cpu, cuda or mps."""
+    accelerator = str(accelerator).lower()
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == AUTO:
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return accelerator
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 natively (avx512_bf16 or AMX), False where it would emulate it.
+
+    oneDNN's own answer honours ``ONEDNN_MAX_CPU_ISA``, so ``ONEDNN_MAX_CPU_ISA=AVX2`` makes a newer
+    CPU report what an AVX2-only one would.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN: bf16 is not native
+        return False
+
+
+def cuda_has_native_bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def cuda_has_tensor_cores() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 0)
+
+
+def resolve_precision(requested: str | int, device: str) -> str:
+    """``auto`` -> bf16-mixed where the device runs bf16 natively, else 16-mixed on a GPU with
+    tensor cores, else 32-true. Anything else is returned unchanged (an explicit choice wins)."""
+    if str(requested) != AUTO:
+        return str(requested)
+    if device == "cuda":
+        if cuda_has_native_bf16():
+            return "bf16-mixed"
+        return "16-mixed" if cuda_has_tensor_cores() else "32-true"
+    if device == "cpu" and cpu_has_native_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def resolve_layout(requested: str, device: str) -> str:
+    """``auto`` -> channels_last on a CUDA GPU (cuDNN's preferred layout), contiguous (NCHW) elsewhere:
+    on both CPU kinds measured here the small networks train faster in NCHW."""
+    if requested == AUTO:
+        return "channels_last" if device == "cuda" else "contiguous"
+    if requested not in LAYOUTS:
+        from mnist_budget.errors import UserError
+
+        raise UserError(f"memory layout '{requested}' is unknown: use auto, {' or '.join(LAYOUTS)}")
+    return requested
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux: /proc/cpuinfo, elsewhere what the platform module knows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe(device: str) -> dict[str, Any]:
+    """The hardware facts a run records: device name, threads, CPU vector ISA and native bf16."""
+    facts: dict[str, Any] = {
+        "device": device,
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name()
+        facts["gpu_native_bf16"] = cuda_has_native_bf16()
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+        facts["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
+    return facts
+
+
+def hardware_line(facts: dict[str, Any]) -> str:
+    """One line for logs and benchmark output, e.g. ``cpu: Intel Xeon (AVX512, native bf16), 2 threads``."""
+    bf16 = "native bf16" if facts["cpu_native_bf16"] else "no native bf16"
+    line = f"{facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} threads, torch {facts['torch']}"
+    if "gpu" in facts:
+        line = f"{facts['gpu']} ({'native bf16' if facts['gpu_native_bf16'] else 'no native bf16'}); host {line}"
+    return line
+
+
+def hardware_label(facts: dict[str, Any]) -> str:
+    """A short name of the hardware kind, for grouping results: the GPU, or the CPU and its ISA."""
+    if "gpu" in facts:
+        return facts["gpu"]
+    return f"{facts['cpu']} ({facts['cpu_capability']}{', native bf16' if facts['cpu_native_bf16'] else ''})"
