@@ -52,12 +52,12 @@ def main() -> None:
     batch = cfg.data.batch_size
     levers = {
         f"baseline (batch {batch}, fp32, NCHW, {threads} threads)": {},
-        "batch 128": {"batch_size": 128},
-        "batch 512": {"batch_size": 512},
+        f"batch {batch // 2}": {"batch_size": batch // 2},
+        f"batch {batch * 2}": {"batch_size": batch * 2},
         "channels_last": {"channels_last": True},
         "bf16 autocast": {"bf16": True},
         "channels_last + bf16 autocast": {"channels_last": True, "bf16": True},
-        "channels_last + bf16, 1 thread": {"channels_last": True, "bf16": True, "threads": 1},
+        "1 thread": {"threads": 1},
     }
     if use_compile:
         levers["torch.compile"] = {"compile_": True}

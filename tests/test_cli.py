@@ -11,7 +11,7 @@ def test_fast_dev_run_through_run_py(mnist_root, tmp_path):
     result = run_cli("trainer.fast_dev_run=true", data_dir=mnist_root, run_dir=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["model"] == "fast_cnn" and results["params"] == 17_954
+    assert results["model"] == "fast_cnn" and results["params"] == 19_634
     assert results["precision"] in ("bf16-mixed", "32-true") and results["hardware"]["threads"] >= 1
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
 

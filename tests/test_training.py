@@ -24,7 +24,7 @@ SHORT = [
 
 def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path):
     cfg = make_cfg(*SHORT, "model.budget=10000", "trainer.max_epochs=1")
-    with pytest.raises(UserError, match=r"model fast_cnn has 17,954 trainable parameters, over its budget of 10,000"):
+    with pytest.raises(UserError, match=r"model fast_cnn has 19,634 trainable parameters, over its budget of 10,000"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
     assert not (tmp_path / "results.json").exists()
@@ -48,7 +48,7 @@ def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path
     results = json.loads((tmp_path / "results.json").read_text())
     for key in ("model", "params", "budget", "epochs", "best_val_acc", "test_acc", "test_loss", "train_seconds"):
         assert key in results
-    assert results["params"] == 17_954 and results["epochs"] == 2 == len(results["history"])
+    assert results["params"] == 19_634 and results["epochs"] == 2 == len(results["history"])
     assert results["test_acc"] == pytest.approx(metrics["test/acc"])
     assert 0.0 <= results["test_acc"] <= 1.0
     assert results["best_val_acc"] == pytest.approx(max(row["val/acc"] for row in results["history"]))

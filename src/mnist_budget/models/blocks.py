@@ -3,14 +3,16 @@
 from torch import nn
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, *, padding: int = 0, bias: bool = True) -> nn.Sequential:
-    """3x3 convolution -> BatchNorm -> ReLU: the unit every network here is made of.
+def conv_bn_relu(
+    in_channels: int, out_channels: int, *, padding: int = 0, bias: bool = True, kernel_size: int = 3
+) -> nn.Sequential:
+    """Convolution (3x3 unless told) -> BatchNorm -> ReLU: the unit every network here is made of.
 
     ``bias`` is kept where a reference counts conv biases in its parameter total, though
     BatchNorm makes them redundant.
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=padding, bias=bias),
+        nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=padding, bias=bias),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
