@@ -48,7 +48,6 @@ STEADY_STATE_OVERRIDES = (
     "trainer.limit_val_batches=0",
     "trainer.max_epochs=1",
     "~callbacks.model_checkpoint",
-    "~callbacks.early_stopping",
     "~callbacks.model_summary",
 )
 
