@@ -29,7 +29,8 @@ def test_default_config_reaches_99_4_on_the_official_test_set(tmp_path):
     print(
         f"\ndefault config: test accuracy {100 * results['test_acc']:.2f}% after {results['epochs']} epochs, "
         f"{results['train_seconds']:.1f} s of training ({results['seconds_per_epoch']:.1f} s/epoch), "
-        f"{results['params']:,} parameters"
+        f"{results['params']:,} parameters, {results['precision']}, {results['memory_layout']}, "
+        f"on {results['hardware']['cpu']} ({results['hardware']['cpu_capability']})"
     )
     assert results["params"] <= results["budget"] == 20_000
     assert results["epochs"] <= 20
