@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_budget.errors import UserError
+
 
 class RandomShiftRotate(nn.Module):
     """Rotate each image by a uniform angle in [-degrees, degrees] and shift it by a uniform
@@ -24,8 +26,6 @@ class RandomShiftRotate(nn.Module):
     def __init__(self, degrees: float = 10.0, translate: Sequence[float] = (0.1, 0.1)) -> None:
         super().__init__()
         if degrees < 0 or len(translate) != 2 or not all(0 <= t <= 1 for t in translate):
-            from mnist_budget.errors import UserError
-
             raise UserError(
                 f"augment degrees={degrees}, translate={list(translate)}: degrees must be >= 0 and "
                 "translate two fractions in [0, 1]"

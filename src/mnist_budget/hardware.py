@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from mnist_budget.errors import UserError
+
 AUTO = "auto"
 LAYOUTS = ("channels_last", "contiguous")
 
@@ -75,8 +77,6 @@ def resolve_layout(requested: str, device: str) -> str:
     if requested == AUTO:
         return "channels_last" if device == "cuda" else "contiguous"
     if requested not in LAYOUTS:
-        from mnist_budget.errors import UserError
-
         raise UserError(f"memory layout '{requested}' is unknown: use auto, {' or '.join(LAYOUTS)}")
     return requested
 

@@ -14,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")  # runs write plots on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mnist_budget.hardware import hardware_label  # noqa: E402
+
 
 def write_results(path: Path, results: dict[str, Any]) -> None:
     """Write results atomically, so an interrupted run never leaves a half-written file."""
@@ -46,28 +48,37 @@ def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
     return sorted((json.loads(file.read_text()) for file in files), key=lambda r: (r.get("experiment") or "", r["model"]))
 
 
-def hardware_label(result: dict[str, Any]) -> str:
+def run_hardware(result: dict[str, Any]) -> str:
     """The hardware a run trained on, as recorded in its results.json (older runs: unknown)."""
-    from mnist_budget.hardware import hardware_label as label
+    return hardware_label(result["hardware"]) if result.get("hardware") else "unknown hardware"
 
-    return label(result["hardware"]) if result.get("hardware") else "unknown hardware"
+
+def markdown_table(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """``columns``: (heading, alignment) pairs, alignment ``l`` or ``r``; ``rows``: formatted cells."""
+    lines = [
+        "| " + " | ".join(heading for heading, _ in columns) + " |",
+        "| " + " | ".join("---:" if align == "r" else "---" for _, align in columns) + " |",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def results_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run: what it is, what it cost, what it reached, what was claimed."""
-    lines = [
-        "| experiment | model | params | seed | precision | epochs | best val acc | test acc (official 10k) "
-        "| train s | s/epoch | claim |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    columns = [
+        ("experiment", "l"), ("model", "l"), ("params", "r"), ("seed", "r"), ("precision", "l"), ("epochs", "r"),
+        ("best val acc", "r"), ("test acc (official 10k)", "r"), ("train s", "r"), ("s/epoch", "r"), ("claim", "l"),
+    ]  # fmt: skip
+    rows = [
+        [
+            r.get("experiment") or r["model"], r["model"], f"{r['params']:,}", str(r.get("seed", "")),
+            r.get("precision", ""), str(r["epochs"]), f"{100 * r['best_val_acc']:.2f} %",
+            f"**{100 * r['test_acc']:.2f} %**", f"{r['train_seconds']:.0f}",
+            f"{r['train_seconds'] / max(1, r['epochs']):.1f}", r.get("claim") or "",
+        ]  # fmt: skip
+        for r in results
     ]
-    for r in results:
-        lines.append(
-            f"| {r.get('experiment') or r['model']} | {r['model']} | {r['params']:,} | {r.get('seed', '')} "
-            f"| {r.get('precision', '')} | {r['epochs']} "
-            f"| {100 * r['best_val_acc']:.2f} % | **{100 * r['test_acc']:.2f} %** | {r['train_seconds']:.0f} "
-            f"| {r['train_seconds'] / max(1, r['epochs']):.1f} | {r.get('claim') or ''} |"
-        )
-    return "\n".join(lines) + "\n"
+    return markdown_table(columns, rows)
 
 
 def config_key(result: dict[str, Any]) -> tuple[str, ...]:
@@ -79,7 +90,7 @@ def config_key(result: dict[str, Any]) -> tuple[str, ...]:
     return (
         result.get("experiment") or result["model"],
         " ".join(overrides),
-        hardware_label(result),
+        run_hardware(result),
         str(result.get("precision", "")),
     )
 
@@ -115,20 +126,21 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def seed_table(rows: list[dict[str, Any]]) -> str:
     """The seed statistics as a Markdown table (accuracies in %)."""
-    lines = [
-        "| experiment | overrides | hardware | precision | params | epochs | seeds | test acc per seed "
-        "| mean | std | min | median train s |",
-        "| --- | --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+    columns = [
+        ("experiment", "l"), ("overrides", "l"), ("hardware", "l"), ("precision", "l"), ("params", "r"),
+        ("epochs", "r"), ("seeds", "l"), ("test acc per seed", "l"), ("mean", "r"), ("std", "r"), ("min", "r"),
+        ("median train s", "r"),
+    ]  # fmt: skip
+    cells = [
+        [
+            row["experiment"], row["overrides"] or "-", row["hardware"], row["precision"], f"{row['params']:,}",
+            f"{row['epochs']:g}", ", ".join(map(str, row["seeds"])),
+            ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"]), f"**{100 * row['mean']:.2f} %**",
+            f"{100 * row['std']:.2f}", f"{100 * row['min']:.2f} %", f"{row['median_train_seconds']:.1f}",
+        ]  # fmt: skip
+        for row in rows
     ]
-    for row in rows:
-        per_seed = ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"])
-        lines.append(
-            f"| {row['experiment']} | {row['overrides'] or '-'} | {row['hardware']} | {row['precision']} "
-            f"| {row['params']:,} | {row['epochs']:g} | {', '.join(map(str, row['seeds']))} | {per_seed} "
-            f"| **{100 * row['mean']:.2f} %** | {100 * row['std']:.2f} | {100 * row['min']:.2f} % "
-            f"| {row['median_train_seconds']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+    return markdown_table(columns, cells)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Train, then test the best checkpoint on the official test set, then write the run's results."""
+"""Train, then test the final (or the best) weights on the official test set, then write the run's results."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def log_final_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the best checkpoint, write results.json and training_metrics.png; return the metrics."""
+    """Fit, test the final (or best) weights, write results.json and training_metrics.png; return the metrics."""
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     log.info("run directory: %s", output_dir)
