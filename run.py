@@ -25,13 +25,28 @@ def check_group_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None
                 raise UserError(f"unknown {key} option '{choice}': choose one of {', '.join(options)} (conf/{key}/)")
 
 
+def find_user_error(err: BaseException) -> UserError | None:
+    """The UserError behind ``err``: itself, or the cause that Hydra's instantiate wrapped."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """Train one configuration; return ``optimized_metric`` so that sweepers can optimise it."""
     try:
         metrics = train(cfg)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         sys.exit(2)
     return metrics[cfg.optimized_metric]
 

@@ -47,3 +47,11 @@ def test_missing_data_offline(tmp_path):
     assert result.returncode != 0
     line = error_line(result)
     assert "MNIST is missing" in line and "MNIST_BUDGET_DATA" in line
+
+
+def test_user_error_raised_inside_instantiate_is_one_line(mnist_root, tmp_path):
+    # The datamodule raises UserError while Hydra instantiates it; Hydra wraps it in its own error.
+    result = run_cli("data.batch_size=0", data_dir=mnist_root, run_dir=tmp_path)
+    assert result.returncode == 2
+    assert "data.batch_size=0 must be a positive integer" in error_line(result)
+    assert "Traceback" not in result.stderr and "Error in call to target" not in result.stderr

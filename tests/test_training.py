@@ -151,3 +151,41 @@ def test_unknown_memory_layout_is_a_user_error(make_cfg):
     cfg = make_cfg("callbacks.memory_format.layout=nhwc")
     with pytest.raises(UserError, match=r"memory layout 'nhwc' is unknown"):
         train(cfg)
+
+
+@pytest.mark.parametrize("total_steps", [2, 3, 5, 10, 100])
+def test_one_cycle_warmup_share_fits_short_runs(total_steps):
+    from mnist_budget.module import fit_warmup_share
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    pct = fit_warmup_share(0.2, total_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=total_steps, pct_start=pct)
+    for _ in range(total_steps - 1):  # stepping the whole schedule must not divide by zero
+        optimizer.step()
+        scheduler.step()
+    assert fit_warmup_share(0.2, 5_000) == 0.2  # long runs keep the configured share
+
+
+def test_five_batch_smoke_run_trains_and_tests(make_cfg, tmp_path):
+    # pct_start 0.2 of 5 steps used to be a ZeroDivisionError inside OneCycleLR.
+    cfg = make_cfg(
+        "trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1", "callbacks.progress_bar.refresh_rate=0",
+    )
+    train(cfg)
+    assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("switch", "kind"),
+    [("enable_progress_bar", "ProgressBar"), ("enable_model_summary", "ModelSummary"),
+     ("enable_checkpointing", "ModelCheckpoint")],
+)
+def test_lightning_switches_turn_their_callbacks_off(make_cfg, switch, kind):
+    import lightning.pytorch.callbacks as lightning_callbacks
+
+    from mnist_budget.tasks.train import build_trainer
+
+    trainer = build_trainer(make_cfg(f"++trainer.{switch}=false"))
+    assert not any(isinstance(cb, getattr(lightning_callbacks, kind)) for cb in trainer.callbacks)

@@ -23,6 +23,15 @@ from mnist_budget.errors import UserError
 NUM_CLASSES = 10
 
 
+def fit_warmup_share(pct_start: float, total_steps: int) -> float:
+    """A one-cycle warm-up share that leaves both phases at least half a step on a short run.
+
+    OneCycleLR divides by the length of each phase, so ``pct_start * total_steps == 1`` (say 0.2 of
+    a 5-step smoke run) is a ZeroDivisionError; long runs keep the configured share unchanged.
+    """
+    return min(max(pct_start, 1.5 / total_steps), 1 - 0.5 / total_steps)
+
+
 class Classifier(L.LightningModule):
     """Cross-entropy classifier with per-stage accuracy, ``val/acc_best`` and a configurable optimiser."""
 
@@ -108,10 +117,13 @@ class Classifier(L.LightningModule):
         if not scheduler_cfg:
             return {"optimizer": optimizer}
         make_scheduler = instantiate(scheduler_cfg)
-        extra = {}
-        if "total_steps" in inspect.signature(make_scheduler.func).parameters:
+        extra: dict[str, Any] = {}
+        parameters = inspect.signature(make_scheduler.func).parameters
+        if "total_steps" in parameters:
             # Per-step schedules such as OneCycleLR span exactly the run that Lightning will do.
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            extra["total_steps"] = total_steps = int(self.trainer.estimated_stepping_batches)
+            if "pct_start" in parameters and total_steps >= 2:
+                extra["pct_start"] = fit_warmup_share(make_scheduler.keywords.get("pct_start", 0.3), total_steps)
         scheduler = make_scheduler(optimizer, **extra)
         interval = self.hparams.optim.get("interval", "epoch")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

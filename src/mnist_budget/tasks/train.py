@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.callbacks import EpochHistory, MemoryFormat, ParameterBudget
@@ -33,6 +33,14 @@ class _DropLightningTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
 
 
+# Trainer switches and the callbacks they turn off.
+SWITCHED_CALLBACKS = {
+    "enable_progress_bar": ProgressBar,
+    "enable_model_summary": ModelSummary,
+    "enable_checkpointing": ModelCheckpoint,
+}
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, logger); ``null`` entries are off."""
     if not group:
@@ -51,6 +59,11 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
     ``trainer.precision: auto`` is resolved for the device first (see mnist_budget.hardware).
     """
     callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]
+    # Lightning's own switches (++trainer.enable_progress_bar=false, ...) win over the callbacks
+    # group: Lightning refuses a progress bar callback when the bar is switched off.
+    for switch, kind in SWITCHED_CALLBACKS.items():
+        if cfg.trainer.get(switch, True) is False:
+            callbacks = [callback for callback in callbacks if not isinstance(callback, kind)]
     precision = resolve_precision(cfg.trainer.precision, device_type(cfg.trainer.accelerator))
     return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
 
