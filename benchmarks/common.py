@@ -15,7 +15,8 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
+from mnist_budget.hardware import describe, hardware_line
+from mnist_budget.tasks.train import run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,19 +125,11 @@ def load_on_device(datamodule) -> None:
         split.tensors = tuple(tensor.to(default_device()) for tensor in split.tensors)
 
 
-def chosen_settings(cfg: DictConfig) -> tuple[str, str]:
-    """The precision and memory layout that a run of ``cfg`` uses on this machine (``auto`` resolved)."""
-    device = device_type(cfg.trainer.accelerator)
-    layout_cfg = (cfg.get("callbacks") or {}).get("memory_format")
-    layout = resolve_layout(layout_cfg.layout, device) if layout_cfg else "contiguous"
-    return resolve_precision(cfg.trainer.precision, device), layout
-
-
 def device_note(cfg: DictConfig | None = None) -> str:
     """The hardware line every benchmark prints, with the precision and layout the config resolves to."""
     device = default_device().type
     note = f"hardware: {hardware_line(describe(device))}"
     if cfg is not None:
-        precision, layout = chosen_settings(cfg)
+        _, precision, layout = run_settings(cfg)
         note += f"\nmodel {cfg.model.name}; precision {precision}; layout {layout}"
     return note

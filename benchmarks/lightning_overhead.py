@@ -15,7 +15,6 @@ from common import (
     STEPS,
     StepTimer,
     alternate,
-    chosen_settings,
     default_device,
     device_note,
     load_on_device,
@@ -23,14 +22,14 @@ from common import (
     project_config,
 )
 from mnist_budget.module import Classifier
-from mnist_budget.tasks.train import build_datamodule, build_trainer
+from mnist_budget.tasks.train import build_datamodule, build_trainer, run_settings
 
 ROUNDS = 7
 
 
 def plain_round(cfg, datamodule) -> float:
     """The same step by hand, with the precision and memory layout that the project's run resolves to."""
-    precision, layout = chosen_settings(cfg)
+    _, precision, layout = run_settings(cfg)
     return plain_loop_rate(
         Classifier.from_config(cfg).train().to(default_device()),
         datamodule.train_dataloader(),

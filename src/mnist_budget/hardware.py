@@ -111,7 +111,8 @@ def describe(device: str) -> dict[str, Any]:
 
 
 def hardware_line(facts: dict[str, Any]) -> str:
-    """One line for logs and benchmark output, e.g. ``cpu: Intel Xeon (AVX512, native bf16), 2 threads``."""
+    """One line for logs and benchmark output, e.g.
+    ``Intel(R) Xeon(R) Processor (AVX2, no native bf16), 2 threads, torch 2.15.0``."""
     bf16 = "native bf16" if facts["cpu_native_bf16"] else "no native bf16"
     line = f"{facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} threads, torch {facts['torch']}"
     if "gpu" in facts:

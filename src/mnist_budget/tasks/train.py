@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.callbacks import EpochHistory, MemoryFormat, ParameterBudget
+from mnist_budget.callbacks import EpochHistory, ParameterBudget
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
@@ -53,6 +53,14 @@ def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
 
 
+def run_settings(cfg: DictConfig) -> tuple[str, str, str]:
+    """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved)."""
+    device = device_type(cfg.trainer.accelerator)
+    memory_format = (cfg.get("callbacks") or {}).get("memory_format")
+    layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
+    return device, resolve_precision(cfg.trainer.precision, device), layout
+
+
 def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
     """The trainer config with the callbacks and loggers groups (plus any callbacks given here).
 
@@ -64,7 +72,7 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
     for switch, kind in SWITCHED_CALLBACKS.items():
         if cfg.trainer.get(switch, True) is False:
             callbacks = [callback for callback in callbacks if not isinstance(callback, kind)]
-    precision = resolve_precision(cfg.trainer.precision, device_type(cfg.trainer.accelerator))
+    _, precision, _ = run_settings(cfg)
     return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
 
 
@@ -110,10 +118,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     log.info("run directory: %s", output_dir)
-    device = device_type(cfg.trainer.accelerator)
+    device, precision, layout = run_settings(cfg)  # a bad layout fails here, before any data loads
     hardware = describe(device)
-    precision = resolve_precision(cfg.trainer.precision, device)
     log.info("hardware: %s", hardware_line(hardware))
+    log.info(
+        "precision: %s%s; memory layout: %s", precision, " (auto)" if str(cfg.trainer.precision) == "auto" else "", layout
+    )
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
@@ -126,14 +136,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
     trainer = build_trainer(cfg, budget, history)
-    memory_format = next((cb for cb in trainer.callbacks if isinstance(cb, MemoryFormat)), None)
-    layout = resolve_layout(memory_format.requested, device) if memory_format else "contiguous"
-    log.info(
-        "precision: %s%s; memory layout: %s",
-        precision,
-        " (auto)" if str(cfg.trainer.precision) == "auto" else "",
-        layout,
-    )
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
