@@ -135,6 +135,7 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 2_000,
         download: bool = True,
+        shuffle: bool = True,
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -147,6 +148,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.download = download
+        self.shuffle = shuffle
         self.augment = augment
         self.splits: dict[str, TensorDataset] = {}
 
@@ -178,7 +180,14 @@ class MNISTDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        if self.trainer is not None and self.trainer.overfit_batches:
+            # Lightning would swap the index-batch sampler for a per-sample one, which this loader
+            # cannot serve; the same run is limit_train_batches with data.shuffle=false.
+            raise UserError(
+                f"trainer.overfit_batches={self.trainer.overfit_batches} does not work with the in-memory "
+                "loader: use debug=overfit (a few fixed batches, data.shuffle=false)"
+            )
+        return self._loader("train", self.batch_size, shuffle=self.shuffle)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_batch_size, shuffle=False)
