@@ -32,7 +32,7 @@ def test_unknown_group_option(mnist_root, tmp_path):
 def test_negative_learning_rate(mnist_root, tmp_path):
     result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path)
     assert result.returncode != 0
-    assert "Invalid learning rate: -1" in error_line(result)
+    assert "optim.lr=-1 is invalid: it must be a positive number" in error_line(result)
 
 
 def test_budget_smaller_than_the_model(mnist_root, tmp_path):
@@ -50,8 +50,8 @@ def test_missing_data_offline(tmp_path):
 
 
 def test_user_error_raised_inside_instantiate_is_one_line(mnist_root, tmp_path):
-    # The datamodule raises UserError while Hydra instantiates it; Hydra wraps it in its own error.
-    result = run_cli("data.batch_size=0", data_dir=mnist_root, run_dir=tmp_path)
+    # The augmentation raises UserError while Hydra instantiates it; Hydra wraps it in its own error.
+    result = run_cli("augment._args_.0.degrees=-1", data_dir=mnist_root, run_dir=tmp_path)
     assert result.returncode == 2
-    assert "data.batch_size=0 must be a positive integer" in error_line(result)
+    assert "augment degrees=-1" in error_line(result)
     assert "Traceback" not in result.stderr and "Error in call to target" not in result.stderr

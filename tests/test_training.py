@@ -106,7 +106,7 @@ def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
 
 def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
     cfg = make_cfg("optim.lr=-1", f"paths.data_dir={tmp_path / 'nothing-here'}")
-    with pytest.raises(UserError, match=r"Invalid learning rate: -1"):
+    with pytest.raises(UserError, match=r"optim.lr=-1 is invalid"):
         train(cfg)
 
 

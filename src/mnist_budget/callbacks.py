@@ -37,6 +37,31 @@ class ParameterBudget(Callback):
             logger.log_metrics({"model/params": self.params, "model/budget": self.budget}, step=0)
 
 
+class FiniteLoss(Callback):
+    """Stops the run at the first non-finite training loss, naming the epoch and step.
+
+    Diverged weights only produce NaNs from then on; the checkpoints already written (the last
+    good epoch's) stay as they are. Checking reads the loss back from the device, so on a GPU
+    ``check_every_n_steps`` can space the checks out.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        self.every = max(1, int(check_every_n_steps))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or trainer.global_step % self.every or bool(torch.isfinite(loss).all()):
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        raise UserError(
+            f"the training loss became {float(loss.detach().float())} at epoch {trainer.current_epoch + 1}, "
+            f"step {trainer.global_step} (learning rate {lr:.3g}): lower optim.lr or check optim.* "
+            "(checkpoints written before this epoch are kept)"
+        )
+
+
 class MemoryFormat(Callback):
     """Stores the network's 4-D weights (and so its activations) in the layout chosen for the device.
 

@@ -19,6 +19,7 @@ from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
 from mnist_budget.module import Classifier
 from mnist_budget.report import plot_history, write_results
+from mnist_budget.validate import check_config
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ class _DropLightningTips(logging.Filter):
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
 
+
+# Below this test accuracy a run is flagged: 10 classes give 0.10 by guessing.
+CHANCE_LEVEL = 0.15
 
 # Trainer switches and the callbacks they turn off.
 SWITCHED_CALLBACKS = {
@@ -115,6 +119,7 @@ def log_final_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test the final (or best) weights, write results.json and training_metrics.png; return the metrics."""
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     log.info("run directory: %s", output_dir)
@@ -178,6 +183,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "tags": list(cfg.get("tags") or []),
         "history": epochs,
     }
+    results["chance_level"] = metrics["test/acc"] < CHANCE_LEVEL
+    if results["chance_level"]:
+        log.warning(
+            "test accuracy %.2f%% is at chance level (10 classes): this run learnt nothing useful "
+            "(too short, or diverged: check optim.*); results.json says chance_level: true",
+            100 * metrics["test/acc"],
+        )
     write_results(output_dir / "results.json", results)
     if epochs:
         plot_history(epochs, output_dir / "training_metrics.png")

@@ -1,0 +1,68 @@
+"""Values that make no sense stop the run before any data loads, naming the key and the range;
+a diverging run stops at its first NaN loss; a run at chance level says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from mnist_budget.errors import UserError
+from mnist_budget.tasks.train import train
+from mnist_budget.validate import check_config
+
+BAD_VALUES = [
+    ("optim.momentum=2", "optim.momentum=2 is invalid: it must be in [0, 1)"),
+    ("optim.momentum=-0.1", "optim.momentum=-0.1 is invalid"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid: it must be a positive integer"),
+    ("data.val_size=60000", "data.val_size=60000 is invalid: it must be an integer from 1 to 59999"),
+    ("data.val_size=0", "data.val_size=0 is invalid"),
+    ("data.eval_batch_size=-5", "data.eval_batch_size=-5 is invalid"),
+    ("optim.label_smoothing=1.5", "optim.label_smoothing=1.5 is invalid"),
+    ("optim.weight_decay=-1", "optim.weight_decay=-1 is invalid"),
+    ("model.net.dropout=1.2", "model.net.dropout=1.2 is invalid"),
+    ("seed=abc", "seed='abc' is invalid: it must be an integer"),
+    ("model.budget=0", "model.budget=0 is invalid"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_VALUES)
+def test_bad_value_is_refused_before_data_loads(make_cfg, tmp_path, override, message):
+    cfg = make_cfg(override, f"paths.data_dir={tmp_path / 'no-data-here'}")  # data would fail later
+    with pytest.raises(UserError) as raised:
+        train(cfg)
+    assert message in str(raised.value)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_every_shipped_config_passes_the_checks(make_cfg):
+    from conftest import group_options
+
+    for experiment in group_options("experiment"):
+        check_config(make_cfg(f"experiment={experiment}"))
+    check_config(make_cfg())
+
+
+def test_bad_value_through_run_py_is_one_line(mnist_root, tmp_path):
+    result = run_cli("optim.momentum=2", data_dir=mnist_root, run_dir=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: optim.momentum=2 is invalid: it must be in [0, 1)"]
+    assert "Traceback" not in result.stderr
+
+
+def test_non_finite_loss_stops_the_run_naming_epoch_and_step(make_cfg, tmp_path):
+    cfg = make_cfg("optim.lr=1e6", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0")
+    with pytest.raises(UserError, match=r"the training loss became (nan|inf) at epoch 1, step \d+"):
+        train(cfg)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_run_at_chance_level_is_flagged(make_cfg, tmp_path):
+    # A learning rate this small leaves the network as it was initialised: it guesses.
+    cfg = make_cfg("optim.lr=1e-9", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                   "trainer.limit_val_batches=1", "callbacks.progress_bar.refresh_rate=0")
+    train(cfg)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["test_acc"] < 0.15 and results["chance_level"] is True
