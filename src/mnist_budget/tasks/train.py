@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
@@ -98,8 +99,6 @@ def check_checkpoint(path: str, model_name: str) -> None:
 
 def run_overrides() -> list[str]:
     """The command-line overrides of this run (empty outside a Hydra run), for the seed and sweep reports."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
