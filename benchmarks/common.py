@@ -49,6 +49,7 @@ STEADY_STATE_OVERRIDES = (
     "trainer.limit_val_batches=0",
     "trainer.max_epochs=1",
     "~callbacks.model_checkpoint",
+    "~callbacks.last_checkpoint",
     "~callbacks.model_summary",
 )
 

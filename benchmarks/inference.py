@@ -40,7 +40,7 @@ def bare_inference(net: torch.nn.Module, images: torch.Tensor, batch_size: int) 
 
 
 def main() -> None:
-    cfg = project_config("~callbacks.model_checkpoint", "~callbacks.model_summary")
+    cfg = project_config("~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "~callbacks.model_summary")
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = build_datamodule(cfg)
     module = Classifier.from_config(cfg)

@@ -74,7 +74,7 @@ class TestEveryEpoch(Callback):
 
 def time_to_target(seed: int | None) -> tuple[TestEveryEpoch, object]:
     """One run; returns its probe (per-epoch rows, fixed costs) and its config."""
-    cfg = project_config("~callbacks.model_checkpoint", *([f"seed={seed}"] if seed is not None else []))
+    cfg = project_config("~callbacks.model_checkpoint", "~callbacks.last_checkpoint", *([f"seed={seed}"] if seed is not None else []))
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = build_datamodule(cfg)
     probe = TestEveryEpoch(datamodule)

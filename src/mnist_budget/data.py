@@ -12,12 +12,14 @@ import contextlib
 import io
 import math
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchvision.datasets import MNIST
 
 from mnist_budget.errors import UserError
@@ -124,6 +126,50 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
     return images.unsqueeze(1).float().div_(255.0)
 
 
+class EpochBatches(Sampler[torch.Tensor]):
+    """Index batches of one pass over a split per epoch: shuffled by ``(seed, epoch)`` alone, or in order.
+
+    The order is a pure function of the seed and the epoch, never of the global random generator,
+    so however often Lightning restarts the iterator (it does so when a run resumes), an epoch's
+    batches are the same; ``resume_at`` (an epoch and the batches already trained in it) makes
+    that epoch's passes skip the batches done before a checkpoint.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, epoch: Callable[[], int]) -> None:
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.epoch = epoch  # asked when a pass starts: the trainer's current epoch
+        self.trained = 0  # batches of the current pass that reached the model (the owner counts them)
+        self.resume_at: tuple[int, int] | None = None
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)
+        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        epoch = self.epoch()
+        resume_epoch, resume_batches = self.resume_at or (None, 0)
+        start = resume_batches if epoch == resume_epoch else 0
+        self.trained = start
+        order = self.order(epoch)
+        for first in range(start * self.batch_size, self.size, self.batch_size):
+            yield order[first : first + self.batch_size]
+
+
+def index_loader(dataset: TensorDataset, batches: EpochBatches) -> DataLoader:
+    """A loader that hands out whole batches by tensor indexing, and never draws from the global generator.
+
+    ``batch_size=None``: the sampler yields index tensors and the dataset answers each with one
+    indexing call (no per-sample work, no collation). ``generator``: torch's DataLoader draws a
+    seed for its workers whenever an iterator starts; from its own generator, that draw leaves the
+    global one (augmentation, dropout) untouched, so resuming cannot shift it.
+    """
+    return DataLoader(dataset, batch_size=None, sampler=batches, generator=torch.Generator().manual_seed(0))
+
+
 class MNISTDataModule(L.LightningDataModule):
     """Official training set split into train/validation; official test set for testing only."""
 
@@ -136,6 +182,7 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 2_000,
         download: bool = True,
         shuffle: bool = True,
+        shuffle_seed: int = 0,
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -149,8 +196,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.download = download
         self.shuffle = shuffle
+        self.shuffle_seed = shuffle_seed
         self.augment = augment
         self.splits: dict[str, TensorDataset] = {}
+        self.train_batches: EpochBatches | None = None
+        self.resume_state: dict[str, Any] | None = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -172,12 +222,12 @@ class MNISTDataModule(L.LightningDataModule):
         }.items():
             self.splits[name] = TensorDataset(x.to(device), y.to(device))
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _loader(self, split: str, batch_size: int) -> DataLoader:
         dataset = self.splits[split]
-        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        # batch_size=None: the sampler yields whole index lists and the dataset answers each with
-        # one tensor-indexing call, so there is no per-sample work and no collation.
-        return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
+        return index_loader(dataset, EpochBatches(len(dataset), batch_size, False, 0, self._current_epoch))
 
     def train_dataloader(self) -> DataLoader:
         if self.trainer is not None and self.trainer.overfit_batches:
@@ -187,13 +237,50 @@ class MNISTDataModule(L.LightningDataModule):
                 f"trainer.overfit_batches={self.trainer.overfit_batches} does not work with the in-memory "
                 "loader: use debug=overfit (a few fixed batches, data.shuffle=false)"
             )
-        return self._loader("train", self.batch_size, shuffle=self.shuffle)
+        dataset = self.splits["train"]
+        self.train_batches = EpochBatches(
+            len(dataset), self.batch_size, self.shuffle, self.shuffle_seed, self._current_epoch
+        )
+        if self.resume_state is not None:
+            self._resume(self.resume_state)
+            self.resume_state = None
+        return index_loader(dataset, self.train_batches)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", self.eval_batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where training stands in the data, for an exact resume (Lightning stores it in each checkpoint)."""
+        if self.train_batches is None or self.trainer is None:
+            return {}
+        return {
+            "train_size": len(self.splits["train"]),
+            "batch_size": self.batch_size,
+            "epoch": self.trainer.current_epoch,
+            "trained_batches": self.train_batches.trained,
+            "epoch_finished": self.train_batches.trained >= self.trainer.num_training_batches,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's data position until the training loader is built.
+
+        (The random generators are restored by ``mnist_budget.callbacks.RandomState``.)
+        """
+        self.resume_state = dict(state_dict) or None
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        size = len(self.splits["train"])
+        if (state["train_size"], state["batch_size"]) != (size, self.batch_size):
+            raise UserError(
+                f"the checkpoint was trained with {state['train_size']} training images in batches of "
+                f"{state['batch_size']}, this run has {size} in batches of {self.batch_size}: resume with "
+                "the data.* settings of the run that wrote it"
+            )
+        if not state["epoch_finished"]:
+            self.train_batches.resume_at = (state["epoch"], state["trained_batches"])
 
     def on_after_batch_transfer(
         self, batch: list[torch.Tensor] | torch.Tensor, dataloader_idx: int
@@ -203,6 +290,9 @@ class MNISTDataModule(L.LightningDataModule):
             return batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
+        if training and self.train_batches is not None:
+            # Counted here, as the model receives it: Lightning fetches a batch ahead of training.
+            self.train_batches.trained += 1
         return self.prepare_images(images, augment=training), labels
 
     def prepare_images(self, images: torch.Tensor, augment: bool) -> torch.Tensor:

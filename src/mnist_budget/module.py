@@ -49,6 +49,10 @@ class Classifier(L.LightningModule):
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(NUM_CLASSES, average="micro")
             self.metrics[f"{stage}_loss"] = MeanMetric()
         self.val_acc_best = MaxMetric()
+        # Persistent: the metrics' running sums go into checkpoints, so a run resumed mid-epoch
+        # reports the same epoch metrics as one that was never interrupted.
+        for metric in (*self.metrics.values(), self.val_acc_best):
+            metric.persistent(True)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Classifier:
@@ -84,10 +88,16 @@ class Classifier(L.LightningModule):
         return loss
 
     def on_train_start(self) -> None:
-        # The sanity check ran validation already: forget it so that val/acc_best is real.
+        # The sanity check ran validation already: forget it (val/acc_best never sees it, and a
+        # resumed run keeps the best it restored).
         self.metrics["val_acc"].reset()
         self.metrics["val_loss"].reset()
-        self.val_acc_best.reset()
+
+    def on_train_epoch_start(self) -> None:
+        # A checkpoint written after validation holds the finished epoch's sums (Lightning resets
+        # them only later, at the epoch's end): a resumed run must not add the next epoch to them.
+        self.metrics["train_acc"].reset()
+        self.metrics["train_loss"].reset()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, batch_idx, "train")

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.callbacks import EpochHistory, ParameterBudget
+from mnist_budget.callbacks import EpochHistory, ParameterBudget, RandomState
+from mnist_budget.checkpoints import AtomicCheckpointIO, first_difference, load_checkpoint, resolve_checkpoint_path
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
@@ -53,6 +53,21 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry is not None and "_target_" in entry]
 
 
+def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Any]:
+    """The logger group; a resumed TensorBoard log drops what the killed run wrote after its checkpoint.
+
+    ``purge_step`` makes TensorBoard hide events at or after that step from earlier event files in
+    the same folder, so the resumed run's steps replace them instead of appearing twice.
+    """
+    loggers = instantiate_group(cfg.get("logger"))
+    if resume_step is None:
+        return loggers
+    for logger in loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            logger._kwargs["purge_step"] = resume_step  # passed on to its SummaryWriter
+    return loggers
+
+
 def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     """The data config, with the augment group's pipeline (if any) plugged in."""
     return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
@@ -66,10 +81,11 @@ def run_settings(cfg: DictConfig) -> tuple[str, str, str]:
     return device, resolve_precision(cfg.trainer.precision, device), layout
 
 
-def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
+def build_trainer(cfg: DictConfig, *extra_callbacks: Callback, resume_step: int | None = None) -> L.Trainer:
     """The trainer config with the callbacks and loggers groups (plus any callbacks given here).
 
-    ``trainer.precision: auto`` is resolved for the device first (see mnist_budget.hardware).
+    ``trainer.precision: auto`` is resolved for the device first (see mnist_budget.hardware);
+    checkpoints are written atomically (mnist_budget.checkpoints).
     """
     callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]
     # Lightning's own switches (++trainer.enable_progress_bar=false, ...) win over the callbacks
@@ -78,23 +94,31 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: Callback) -> L.Trainer:
         if cfg.trainer.get(switch, True) is False:
             callbacks = [callback for callback in callbacks if not isinstance(callback, kind)]
     _, precision, _ = run_settings(cfg)
-    return instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=instantiate_group(cfg.get("logger")))
+    return instantiate(
+        cfg.trainer,
+        precision=precision,
+        callbacks=callbacks,
+        logger=build_loggers(cfg, resume_step),
+        plugins=[AtomicCheckpointIO()],
+    )
 
 
-def check_checkpoint(path: str, model_name: str) -> None:
-    """Refuse a checkpoint that is unsafe to load or was trained for another model."""
-    if not Path(path).is_file():
-        raise UserError(f"ckpt_path={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({reason}): pick another file") from err
-    saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
-    if saved != model_name:
-        raise UserError(
-            f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
-        )
+def checkpoint_to_resume(cfg: DictConfig, module: Classifier) -> tuple[str | None, int | None]:
+    """The checkpoint path to resume from (``ckpt_path``, ``last`` resolved) and its global step.
+
+    Refused in one line: a file that is missing or unsafe, or one written with other model or
+    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
+    """
+    if not cfg.get("ckpt_path"):
+        return None, None
+    path = resolve_checkpoint_path(str(cfg.ckpt_path), Path(cfg.paths.output_dir))
+    checkpoint = load_checkpoint(path, cfg.model.name)
+    for group in ("model", "optim"):
+        difference = first_difference(checkpoint["hyper_parameters"].get(group), module.hparams[group], group)
+        if difference:
+            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
+    return str(path), int(checkpoint["global_step"])
 
 
 def run_overrides() -> list[str]:
@@ -133,23 +157,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
     if cfg.test_checkpoint not in ("best", "last"):
         raise UserError(f"test_checkpoint={cfg.test_checkpoint} must be best or last")
-    if cfg.get("ckpt_path"):
-        check_checkpoint(cfg.ckpt_path, cfg.model.name)
+    ckpt_path, resume_step = checkpoint_to_resume(cfg, module)
 
     datamodule = build_datamodule(cfg)
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
-    trainer = build_trainer(cfg, budget, history)
+    trainer = build_trainer(cfg, budget, history, RandomState(), resume_step=resume_step)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
     # Copy now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
     epochs = list(history.history)
     # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
     best_val_acc = max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan"))
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    monitored = [callback for callback in trainer.checkpoint_callbacks if getattr(callback, "monitor", None)]
+    best = monitored[0].best_model_path if monitored else ""
     tested = best if cfg.test_checkpoint == "best" and best else None  # None: the weights in hand (last)
     log.info("testing %s on the official test set", tested or "the last weights")
     (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)

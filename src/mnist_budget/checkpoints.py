@@ -1,0 +1,86 @@
+"""Checkpoints: written atomically, read only through ``load_checkpoint`` (``weights_only=True``).
+
+Every task that reads a checkpoint (resume, test, eval, predict, export) goes through
+``load_checkpoint``, which refuses a file that is missing, truncated, unsafe to unpickle or
+trained for another model with one ``UserError`` line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from mnist_budget.errors import UserError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint beside its target and renames it into place.
+
+    A run killed while saving leaves the previous ``last.ckpt`` whole (``os.replace`` is atomic
+    within a folder); Lightning's own writer stages the file in the system temp folder, which is
+    often another file system, where the final move is a copy that a kill can cut short.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with staging.open("wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
+    """A Lightning checkpoint as plain tensors and values, loaded without running any pickled code.
+
+    ``model_name``: refuse a checkpoint that was trained for another model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({reason[:200]}): pick another file") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/")
+    saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
+    if model_name is not None and saved != model_name:
+        raise UserError(
+            f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
+        )
+    return checkpoint
+
+
+def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
+    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); a path is itself."""
+    if ckpt_path != "last":
+        return Path(ckpt_path)
+    path = output_dir / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
+            "hydra.run.dir=<that folder> (and its overrides), or give ckpt_path=<path to a .ckpt>"
+        )
+    return path
+
+
+def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
+    """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
+            if found:
+                return found
+        return None
+    return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"

@@ -1,0 +1,93 @@
+"""The one checkpoint loader (weights_only, refusals in one line) and the atomic writer."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from mnist_budget.checkpoints import AtomicCheckpointIO, first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.errors import UserError
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"hyper_parameters": {"model": {"name": "seed_004"}}, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"trained for model 'seed_004', not 'gap_cnn'"):
+        load_checkpoint(path, "gap_cnn")
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "unsafe.ckpt"
+    torch.save({"hyper_parameters": {"model": torch.nn.Linear(2, 2)}, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"is not a safe, readable checkpoint"):
+        load_checkpoint(path, "gap_cnn")
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: the loader must refuse it without running it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_whose_unpickling_runs_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "malicious.ckpt"
+    with path.open("wb") as file:
+        pickle.dump({"state_dict": {}, "payload": _RunsCode(str(marker))}, file)
+    with pytest.raises(UserError, match=r"is not a safe, readable checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_missing_checkpoints_are_refused(tmp_path):
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}, "hyper_parameters": {}}, whole)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(whole.read_bytes()[:-300])
+    with pytest.raises(UserError, match=r"truncated.ckpt is not a safe, readable checkpoint"):
+        load_checkpoint(truncated)
+    with pytest.raises(UserError, match=r"does not exist"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+    (tmp_path / "plain.ckpt").write_text("hello")
+    with pytest.raises(UserError, match=r"plain.ckpt is not a safe, readable checkpoint"):
+        load_checkpoint(tmp_path / "plain.ckpt")
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    before = path.read_bytes()
+
+    def dies_midway(obj, file, *args, **kwargs):
+        file.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # what a kill in the middle of a save looks like from inside
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no staging file left behind
+
+
+def test_last_means_this_run_folders_last_checkpoint(tmp_path):
+    with pytest.raises(UserError, match=r"ckpt_path=last found no .*last.ckpt: resume inside"):
+        resolve_checkpoint_path("last", tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_checkpoint_path("last", tmp_path) == tmp_path / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint_path("a/b.ckpt", tmp_path).as_posix() == "a/b.ckpt"
+
+
+def test_first_difference_names_the_key():
+    saved = {"lr": 0.2, "scheduler": {"pct_start": 0.2}}
+    assert first_difference(saved, {"lr": 0.2, "scheduler": {"pct_start": 0.3}}, "optim") == (
+        "optim.scheduler.pct_start=0.3 (the checkpoint has 0.2)"
+    )
+    assert first_difference(saved, dict(saved), "optim") is None
