@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from mnist_budget.hardware import describe, hardware_line
-from mnist_budget.tasks.train import run_settings
+from mnist_budget.hardware import run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

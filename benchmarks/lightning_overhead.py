@@ -22,7 +22,8 @@ from common import (
     project_config,
 )
 from mnist_budget.module import Classifier
-from mnist_budget.tasks.train import build_datamodule, build_trainer, run_settings
+from mnist_budget.hardware import run_settings
+from mnist_budget.tasks.train import build_datamodule, build_trainer
 
 ROUNDS = 7
 

@@ -8,7 +8,8 @@ import pickle
 import pytest
 import torch
 
-from mnist_budget.checkpoints import AtomicCheckpointIO, first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.checkpoint_io import AtomicCheckpointIO
+from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
 from mnist_budget.errors import UserError
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import group_options, run_cli
+from conftest import group_options
 from mnist_budget.tasks.train import train
 
 DEBUG = [name for name in group_options("debug") if name != "default"]
@@ -29,9 +29,3 @@ def test_overfit_config_fits_its_batches(make_cfg, tmp_path):
     train(make_cfg("debug=overfit", "callbacks.progress_bar.refresh_rate=0"))
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert history[-1]["train/acc"] == 1.0  # the same 3 batches, learnt by heart
-
-
-def test_lightning_overfit_batches_is_refused_in_one_line(mnist_root, tmp_path):
-    result = run_cli("++trainer.overfit_batches=3", data_dir=mnist_root, run_dir=tmp_path)
-    assert result.returncode == 2
-    assert "trainer.overfit_batches=3 does not work" in result.stderr and "Traceback" not in result.stderr

@@ -137,7 +137,7 @@ def test_memory_format_callback_applies_the_resolved_layout(make_cfg, layout, de
 
 def test_unknown_memory_layout_is_a_user_error(make_cfg):
     cfg = make_cfg("callbacks.memory_format.layout=nhwc")
-    with pytest.raises(UserError, match=r"memory layout 'nhwc' is unknown"):
+    with pytest.raises(UserError, match=r"callbacks.memory_format.layout=nhwc is unknown"):
         train(cfg)
 
 

@@ -1,4 +1,6 @@
-"""Checkpoints: written atomically, read only through ``load_checkpoint`` (``weights_only=True``).
+"""Checkpoints are read only through ``load_checkpoint`` (``weights_only=True``).
+
+(They are written by mnist_budget.checkpoint_io.AtomicCheckpointIO.)
 
 Every task that reads a checkpoint (resume, test, eval, predict, export) goes through
 ``load_checkpoint``, which refuses a file that is missing, truncated, unsafe to unpickle or
@@ -7,36 +9,12 @@ trained for another model with one ``UserError`` line.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mnist_budget.errors import UserError
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint beside its target and renames it into place.
-
-    A run killed while saving leaves the previous ``last.ckpt`` whole (``os.replace`` is atomic
-    within a folder); Lightning's own writer stages the file in the system temp folder, which is
-    often another file system, where the final move is a copy that a kill can cut short.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with staging.open("wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(staging, path)
-        finally:
-            staging.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:

@@ -1,8 +1,22 @@
 """The one exception type that the command line turns into a single-line message."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """Bad input from the user: the message names the bad value and how to fix it.
 
     ``run.py`` prints it as one line and exits non-zero instead of showing a traceback.
     """
+
+
+def find_user_error(err: BaseException) -> UserError | None:
+    """The UserError behind ``err``: itself, or the cause that a library (say Hydra's instantiate) wrapped."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

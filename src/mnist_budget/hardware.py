@@ -77,7 +77,7 @@ def resolve_layout(requested: str, device: str) -> str:
     if requested == AUTO:
         return "channels_last" if device == "cuda" else "contiguous"
     if requested not in LAYOUTS:
-        raise UserError(f"memory layout '{requested}' is unknown: use auto, {' or '.join(LAYOUTS)}")
+        raise UserError(f"callbacks.memory_format.layout={requested} is unknown: use auto, {' or '.join(LAYOUTS)}")
     return requested
 
 
@@ -125,3 +125,11 @@ def hardware_label(facts: dict[str, Any]) -> str:
     if "gpu" in facts:
         return facts["gpu"]
     return f"{facts['cpu']} ({facts['cpu_capability']}{', native bf16' if facts['cpu_native_bf16'] else ''})"
+
+
+def run_settings(cfg: Any) -> tuple[str, str, str]:
+    """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved)."""
+    device = device_type(cfg.trainer.accelerator)
+    memory_format = (cfg.get("callbacks") or {}).get("memory_format")
+    layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
+    return device, resolve_precision(cfg.trainer.precision, device), layout

@@ -16,8 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
 from mnist_budget.errors import UserError
 
 NUM_CLASSES = 10
@@ -53,6 +54,9 @@ class Classifier(L.LightningModule):
         # reports the same epoch metrics as one that was never interrupted.
         for metric in (*self.metrics.values(), self.val_acc_best):
             metric.persistent(True)
+        # What the test set shows beyond accuracy: per-class counts and the images it got wrong.
+        self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
+        self.test_mistakes: list[dict[str, Any]] = []
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Classifier:
@@ -69,7 +73,10 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: str) -> torch.Tensor:
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, stage: str, return_logits: bool = False
+    ) -> torch.Tensor:
+        """Loss (or, with ``return_logits``, the logits) of a batch; updates and logs the stage's metrics."""
         images, labels = batch
         logits = self(images)
         loss = self.criterion(logits, labels)
@@ -85,7 +92,7 @@ class Classifier(L.LightningModule):
             return loss
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
-        return loss
+        return logits if return_logits else loss
 
     def on_train_start(self) -> None:
         # The sanity check ran validation already: forget it (val/acc_best never sees it, and a
@@ -111,8 +118,27 @@ class Classifier(L.LightningModule):
         self.val_acc_best(self.metrics["val_acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+        self.test_mistakes = []
+
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, batch_idx, "test")
+        images, labels = batch
+        logits = self._step(batch, batch_idx, "test", return_logits=True)
+        probabilities = logits.detach().float().softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        self.test_confusion.update(predicted, labels)
+        for i in (predicted != labels).nonzero().flatten().tolist():
+            self.test_mistakes.append(
+                {"image": images[i, 0].float().cpu() * MNIST_STD + MNIST_MEAN, "label": int(labels[i]), "predicted": int(predicted[i]),
+                 "confidence": float(confidence[i])}
+            )
+
+    def test_report(self) -> dict[str, Any]:
+        """After ``trainer.test``: the confusion matrix, per-class accuracy and the misclassified images."""
+        matrix = self.test_confusion.compute().cpu().tolist()
+        per_class = {str(d): matrix[d][d] / max(1, sum(matrix[d])) for d in range(NUM_CLASSES)}
+        return {"confusion_matrix": matrix, "per_class_acc": per_class, "mistakes": self.test_mistakes}
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """The optimiser from ``optim.optimizer``; a bad value (say ``optim.lr=-1``) is a UserError."""

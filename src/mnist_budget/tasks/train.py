@@ -14,12 +14,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary,
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.callbacks import EpochHistory, ParameterBudget, RandomState
-from mnist_budget.checkpoints import AtomicCheckpointIO, first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.checkpoint_io import AtomicCheckpointIO
+from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
-from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
+from mnist_budget.hardware import describe, hardware_line, run_settings
 from mnist_budget.module import Classifier
-from mnist_budget.report import plot_history, write_results
+from mnist_budget.report import plot_history, write_results, write_test_figures
 from mnist_budget.validate import check_config
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,6 @@ def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Any]:
 def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
     """The data config, with the augment group's pipeline (if any) plugged in."""
     return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
-
-
-def run_settings(cfg: DictConfig) -> tuple[str, str, str]:
-    """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved)."""
-    device = device_type(cfg.trainer.accelerator)
-    memory_format = (cfg.get("callbacks") or {}).get("memory_format")
-    layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
-    return device, resolve_precision(cfg.trainer.precision, device), layout
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: Callback, resume_step: int | None = None) -> L.Trainer:
@@ -178,6 +171,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("testing %s on the official test set", tested or "the last weights")
     (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
 
+    test_report = module.test_report()
+    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
     metrics = {
         "val/acc_best": best_val_acc,
         "test/acc": test_metrics["test/acc"],
@@ -194,6 +189,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "best_val_acc": best_val_acc,
         "test_acc": metrics["test/acc"],
         "test_loss": metrics["test/loss"],
+        "per_class_acc": test_report["per_class_acc"],
+        "misclassified": len(test_report["mistakes"]),
+        "confusion_matrix": test_report["confusion_matrix"],
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,

@@ -1,0 +1,214 @@
+"""Every refusal through ``python run.py``: exit code 2, one ``error:`` line naming the bad value,
+no traceback, and an earlier run's files in the same folder left exactly as they were."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, run_cli, write_idx
+
+import numpy as np
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def earlier_run(tmp_path: Path) -> Path:
+    """A finished run's folder: the bad command is pointed at it and must not touch it."""
+    folder = tmp_path / "earlier-run"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (folder / "run.log").write_text("the earlier run's log\n")
+    (folder / "results.json").write_text('{"test_acc": 0.99}\n')
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "epoch_007.ckpt").write_bytes(b"weights of the earlier run")
+    return folder
+
+
+def assert_refused(result, *fragments: str) -> str:
+    """Exit 2, exactly one stderr line starting with ``error:`` that holds every fragment, no traceback."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "Error in call to target" not in result.stderr, result.stderr[-3000:]
+    assert "HYDRA_FULL_ERROR" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+def refused_in(folder: Path, data_dir: Path, *args: str, fragments: tuple[str, ...]) -> str:
+    before = snapshot(folder)
+    result = run_cli(*args, data_dir=data_dir, run_dir=folder)
+    line = assert_refused(result, *fragments)
+    assert snapshot(folder) == before, "the refused command changed the earlier run's files"
+    return line
+
+
+# (overrides, fragments the error line must hold): refused before Hydra starts the job.
+CONFIG_CASES = [
+    (["model=resnet9000"], ("unknown model option 'resnet9000'", "gap_cnn")),
+    (["optim=adamw"], ("unknown optim option 'adamw'",)),
+    (["optim.lr=-1"], ("optim.lr=-1", "positive")),
+    (["optim.lr=abc"], ("optim.lr='abc'",)),
+    (["optim.momentum=2"], ("optim.momentum=2", "[0, 1)")),
+    (["optim.weight_decay=-0.1"], ("optim.weight_decay=-0.1",)),
+    (["optim.label_smoothing=1.5"], ("optim.label_smoothing=1.5",)),
+    (["data.batch_size=0"], ("data.batch_size=0", "positive integer")),
+    (["data.eval_batch_size=-5"], ("data.eval_batch_size=-5",)),
+    (["data.val_size=60000"], ("data.val_size=60000", "1 to 59999")),
+    (["trainer.max_epochs=0"], ("trainer.max_epochs=0",)),
+    (["seed=abc"], ("seed='abc'", "integer")),
+    (["seed=1.5"], ("seed=1.5", "integer")),
+    (["model.net.dropout=1.2"], ("model.net.dropout=1.2",)),
+    (["model.budget=5000"], ("19,634", "over its budget of 5,000")),
+    (["model.net.channels=[8,16]"], ("model fast_cnn cannot be built",)),
+    (["trainer.precision=17"], ("trainer.precision=17", "bf16-mixed")),
+    (["++trainer.gpus=1"], ("trainer.gpus is not an argument of Lightning's Trainer",)),
+    (["trainer.max_epoch=3"], ("trainer.max_epoch", "spelling")),
+    (["optim.lr"], ("optim.lr",)),
+    (["test_checkpoint=worst"], ("test_checkpoint='worst'", "best or last")),
+    (["callbacks.memory_format.layout=diagonal"], ("layout=diagonal",)),
+    (["callbacks=[default,ema]", "callbacks.ema.decay=1.5"], ("callbacks.ema.decay=1.5",)),
+    (["augment._args_.0.degrees=-1"], ("augment degrees=-1",)),
+    (["++trainer.overfit_batches=3"], ("trainer.overfit_batches=3", "debug=overfit")),
+]
+
+
+@pytest.mark.parametrize(("overrides", "fragments"), CONFIG_CASES, ids=[" ".join(case[0]) for case in CONFIG_CASES])
+def test_bad_config_is_refused_before_anything_is_written(earlier_run, mnist_root, overrides, fragments):
+    refused_in(earlier_run, mnist_root, *overrides, fragments=fragments)
+
+
+def test_run_folder_under_a_file_is_refused(tmp_path, mnist_root):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli(data_dir=mnist_root, run_dir=blocker / "run")
+    assert_refused(result, f"hydra.run.dir={blocker / 'run'} cannot be created", "is a file")
+
+
+def test_sweep_folder_under_a_file_is_refused(tmp_path, mnist_root):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_cli("-m", "seed=1,2", f"hydra.sweep.dir={blocker / 'sweep'}", data_dir=mnist_root, run_dir=tmp_path)
+    assert_refused(result, "hydra.sweep.dir=", "is a file")
+
+
+# Checkpoints ---------------------------------------------------------------------------------
+
+
+def fake_checkpoint(path: Path, model: str = "fast_cnn", **optim) -> Path:
+    torch.save({"state_dict": {}, "epoch": 0, "global_step": 1,
+                "hyper_parameters": {"model": {"name": model}, "optim": optim}}, path)
+    return path
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_missing_checkpoint(earlier_run, mnist_root, tmp_path):
+    refused_in(earlier_run, mnist_root, f"ckpt_path={tmp_path / 'nope.ckpt'}", fragments=("nope.ckpt does not exist",))
+
+
+def test_checkpoint_that_is_not_one(earlier_run, mnist_root, tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("just text")
+    refused_in(earlier_run, mnist_root, f"ckpt_path={text}", fragments=("notes.ckpt is not a safe, readable checkpoint",))
+
+
+def test_truncated_checkpoint(earlier_run, mnist_root, tmp_path):
+    whole = fake_checkpoint(tmp_path / "whole.ckpt")
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    refused_in(earlier_run, mnist_root, f"ckpt_path={cut}", fragments=("cut.ckpt is not a safe, readable checkpoint",))
+
+
+def test_checkpoint_whose_unpickling_would_run_code(earlier_run, mnist_root, tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": _RunsCode(str(marker))}))
+    refused_in(earlier_run, mnist_root, f"ckpt_path={evil}", fragments=("evil.ckpt is not a safe, readable checkpoint",))
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_model(earlier_run, mnist_root, tmp_path):
+    other = fake_checkpoint(tmp_path / "other.ckpt", model="seed_004")
+    refused_in(earlier_run, mnist_root, f"ckpt_path={other}", fragments=("trained for model 'seed_004'", "model=seed_004"))
+
+
+def test_checkpoint_with_other_optimiser_settings(earlier_run, mnist_root, tmp_path):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config")
+    checkpoint = {"state_dict": {}, "epoch": 0, "global_step": 1, "hyper_parameters": {
+        "model": OmegaConf.to_container(cfg.model, resolve=True), "optim": OmegaConf.to_container(cfg.optim, resolve=True)}}
+    checkpoint["hyper_parameters"]["optim"]["lr"] = 0.05
+    path = tmp_path / "lr005.ckpt"
+    torch.save(checkpoint, path)
+    refused_in(earlier_run, mnist_root, f"ckpt_path={path}", fragments=("optim.lr=0.2 (the checkpoint has 0.05)",))
+
+
+def test_resume_last_where_there_is_none(earlier_run, mnist_root):
+    refused_in(earlier_run, mnist_root, "ckpt_path=last", fragments=("ckpt_path=last found no", "last.ckpt"))
+
+
+# Data ----------------------------------------------------------------------------------------
+
+
+def test_missing_data_without_download(earlier_run, tmp_path):
+    empty = tmp_path / "no-data"
+    refused_in(earlier_run, empty, "data.download=false", fragments=(str(empty / "MNIST" / "raw"), "is missing"))
+
+
+def test_truncated_data_file(earlier_run, tmp_path):
+    root = tmp_path / "damaged"
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 60_000), ("t10k", 10_000)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (count, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, count))
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    refused_in(earlier_run, root, fragments=("t10k-images-idx3-ubyte is truncated",))
+
+
+# Found while running: the run stops in one line (its own folder, kept for inspection) ---------
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, mnist_root):
+    run = tmp_path / "diverges"
+    result = run_cli("optim.lr=1e6", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
+                     data_dir=mnist_root, run_dir=run)
+    assert_refused(result, "the training loss became", "at epoch 1, step", "lower optim.lr")
+    assert not (run / "results.json").exists()
+    log = (run / "run.log").read_text()
+    assert "Traceback" in log and "callbacks.py" in log  # the traceback is kept in the run's log
+
+
+def test_full_error_shows_the_traceback(tmp_path, mnist_root):
+    env_before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path / "run")
+    finally:
+        if env_before is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = env_before
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "optim.lr=-1" in result.stderr
