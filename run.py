@@ -12,12 +12,24 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mnist_budget.errors import UserError, find_user_error
 from mnist_budget.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def config_error(err: BaseException) -> UserError | None:
+    """A component that refused its config while Hydra built it (say the Trainer), as one line."""
+    if not isinstance(err, InstantiationException):
+        return None
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "the config")
+    cause = err.__cause__ or err
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return UserError(f"{key} could not be built ({type(cause).__name__}: {reason}): fix the {key}.* overrides")
 
 
 def show_tracebacks() -> bool:
@@ -42,7 +54,7 @@ def main(cfg: DictConfig) -> float:
     try:
         metrics = train(cfg)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
-        user_error = find_user_error(err)
+        user_error = find_user_error(err) or config_error(err)
         if user_error is None or show_tracebacks():
             raise
         refuse(user_error)

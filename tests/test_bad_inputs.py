@@ -79,10 +79,12 @@ CONFIG_CASES = [
     (["callbacks=[default,ema]", "callbacks.ema.decay=1.5"], ("callbacks.ema.decay=1.5",)),
     (["augment._args_.0.degrees=-1"], ("augment degrees=-1",)),
     (["++trainer.overfit_batches=3"], ("trainer.overfit_batches=3", "debug=overfit")),
+    pytest.param(["trainer=gpu"], ("trainer.accelerator=gpu", "no CUDA GPU"),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "fragments"), CONFIG_CASES, ids=[" ".join(case[0]) for case in CONFIG_CASES])
+@pytest.mark.parametrize(("overrides", "fragments"), CONFIG_CASES, ids=lambda value: " ".join(value) if isinstance(value, list) else "")
 def test_bad_config_is_refused_before_anything_is_written(earlier_run, mnist_root, overrides, fragments):
     refused_in(earlier_run, mnist_root, *overrides, fragments=fragments)
 
@@ -171,7 +173,7 @@ def test_resume_last_where_there_is_none(earlier_run, mnist_root):
 
 def test_missing_data_without_download(earlier_run, tmp_path):
     empty = tmp_path / "no-data"
-    refused_in(earlier_run, empty, "data.download=false", fragments=(str(empty / "MNIST" / "raw"), "is missing"))
+    refused_in(earlier_run, empty, "data.download=false", fragments=(f"MNIST is missing from {empty / 'MNIST' / 'raw'}",))
 
 
 def test_truncated_data_file(earlier_run, tmp_path):
@@ -188,6 +190,11 @@ def test_truncated_data_file(earlier_run, tmp_path):
 
 
 # Found while running: the run stops in one line (its own folder, kept for inspection) ---------
+
+
+def test_trainer_argument_that_lightning_refuses(tmp_path, mnist_root):
+    result = run_cli("trainer.devices=0", data_dir=mnist_root, run_dir=tmp_path / "run")
+    assert_refused(result, "trainer could not be built", "devices=0", "fix the trainer.* overrides")
 
 
 def test_non_finite_loss_stops_the_run(tmp_path, mnist_root):

@@ -27,6 +27,12 @@ def device_type(accelerator: str) -> str:
     """The torch device type a Trainer with this ``accelerator`` trains on: cpu, cuda or mps."""
     accelerator = str(accelerator).lower()
     if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+            raise UserError(
+                f"trainer.accelerator={accelerator} but torch sees no CUDA GPU here (torch {torch.__version__}, "
+                f"{build}): use trainer.accelerator=auto (GPU when there is one, else CPU) or cpu"
+            )
         return "cuda"
     if accelerator == AUTO:
         if torch.cuda.is_available():

@@ -142,8 +142,14 @@ def check_data_files(cfg: DictConfig) -> None:
     """Damaged MNIST files are refused now; missing ones too unless the run may download them."""
     raw = Path(os.path.expanduser(str(cfg.data.data_dir))) / "MNIST" / "raw"
     problems = {name: idx_file_problem(raw / name) for name in IDX_FILES}
-    if all(problem == "is missing" for problem in problems.values()) and cfg.data.get("download", False):
-        return  # the run downloads them, and says what to do if it cannot
+    if all(problem == "is missing" for problem in problems.values()):
+        if cfg.data.get("download", False):
+            return  # the run downloads them, and says what to do if it cannot
+        raise UserError(
+            f"MNIST is missing from {raw} and data.download=false: copy the four original idx files "
+            f"({', '.join(IDX_FILES)}) there, point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder "
+            "that holds MNIST/raw/, or allow data.download=true"
+        )
     bad = [f"{raw / name} {problem}" for name, problem in problems.items() if problem]
     if bad:
         raise UserError(
