@@ -1,4 +1,4 @@
-"""Command line: ``python run.py [group=option ...] [key=value ...]``; ``-m`` sweeps.
+"""Command line: ``python run.py [task=train|eval|predict|export] [group=option ...] [key=value ...]``; ``-m`` sweeps.
 
 Every refusal is one line, ``error: <what is wrong>: <how to fix it>``, with exit code 2: bad
 input is checked before Hydra starts the job (mnist_budget.preflight), so nothing is written; a
@@ -6,6 +6,7 @@ problem found later (say a non-finite loss) stops the run the same way, its trac
 run's log file. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
 
+import importlib
 import logging
 import os
 import sys
@@ -19,6 +20,14 @@ from mnist_budget.errors import UserError, find_user_error
 from mnist_budget.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+# task=<name> -> the function that runs it (one module per task under src/mnist_budget/tasks/).
+TASKS = {
+    "train": "mnist_budget.tasks.train:train",
+    "eval": "mnist_budget.tasks.eval:evaluate",
+    "predict": "mnist_budget.tasks.predict:predict",
+    "export": "mnist_budget.tasks.export:export",
+}
 
 
 def config_error(err: BaseException) -> UserError | None:
@@ -48,17 +57,18 @@ def refuse(err: UserError) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train one configuration; return ``optimized_metric`` so that sweepers can optimise it."""
-    from mnist_budget.tasks.train import train  # Lightning loads in seconds: not before a refusal
-
+    """Run the task; return ``optimized_metric`` (training) so that sweepers can optimise it."""
+    # Imported here: Lightning takes seconds to load, and a refused command should not wait for it.
+    module_name, function = TASKS[cfg.task_name].split(":")
+    run_task = getattr(importlib.import_module(module_name), function)
     try:
-        metrics = train(cfg)
+        metrics = run_task(cfg)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
         user_error = find_user_error(err) or config_error(err)
         if user_error is None or show_tracebacks():
             raise
         refuse(user_error)
-    return metrics[cfg.optimized_metric]
+    return metrics.get(cfg.optimized_metric, float("nan"))
 
 
 if __name__ == "__main__":

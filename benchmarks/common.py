@@ -6,8 +6,8 @@ import os
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -15,8 +15,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from mnist_budget.hardware import describe, hardware_line
-from mnist_budget.hardware import run_settings
+from mnist_budget.hardware import describe, hardware_line, run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -62,3 +62,26 @@ def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
                 return found
         return None
     return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"
+
+
+def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The trained network of a checkpoint, in eval mode, and the checkpoint's hyper-parameters.
+
+    The network is rebuilt from the model config saved in the checkpoint, so eval, predict and
+    export need no ``model=`` override; weights that do not fit it are refused in one line.
+    """
+    from hydra.utils import instantiate
+
+    checkpoint = load_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters", {})
+    model = hparams.get("model") or {}
+    if "net" not in model:
+        raise UserError(f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs")
+    net = instantiate(model["net"])
+    weights = {key[len("net."):]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
+    try:
+        net.load_state_dict(weights)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0]
+        raise UserError(f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({reason}): pick a checkpoint of a run of that model") from err
+    return net.eval(), hparams

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchvision.datasets import MNIST
 
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import IDX_FILES, MNIST_MEAN, MNIST_STD, TRAIN_SIZE, idx_file_problem  # noqa: F401
+from mnist_budget.mnist_files import IDX_FILES, MNIST_MEAN, MNIST_STD, TRAIN_SIZE, idx_file_problem, normalise  # noqa: F401
 
 
 def _missing_data_fix(raw: Path) -> str:
@@ -260,4 +260,4 @@ class MNISTDataModule(L.LightningDataModule):
         """Augment (training batches only) and normalise a batch of [0, 1] images on its device."""
         if augment and self.augment is not None:
             images = self.augment(images)
-        return (images - MNIST_MEAN) / MNIST_STD
+        return normalise(images)

@@ -48,3 +48,8 @@ def idx_file_problem(path: Path) -> str | None:
     if size != expected:
         return f"is truncated or padded ({size} bytes, its header promises {expected})"
     return None
+
+
+def normalise(images):  # noqa: ANN001, ANN201 - a tensor (or array) of [0, 1] images, same type back
+    """The training normalisation, used by training, evaluation, prediction and export alike."""
+    return (images - MNIST_MEAN) / MNIST_STD

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import setup_globals
 from hydra.errors import HydraException
@@ -166,7 +167,8 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     overrides = [arg for arg in argv if not arg.startswith("-")]
     check_group_choices(overrides, conf_dir)
     cfg = compose_config(overrides, conf_dir)
-    setup_globals()  # Hydra's ${now:...} resolver, for the run folder's name
+    setup_globals()  # Hydra's ${now:...} and ${hydra:...} resolvers, for the run folder's name
+    HydraConfig.instance().set_config(cfg)
     run_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
         run_dir = Path(str(OmegaConf.select(cfg, run_key)))
@@ -175,9 +177,32 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     check_output_folder(run_dir, run_key)
     check_config(cfg)
     run_settings(cfg)  # the device (trainer=gpu without a GPU) and the memory layout
-    check_model(cfg)
-    if cfg.get("augment"):
-        check_augment(cfg)
-    if cfg.get("ckpt_path") and not multirun:
-        check_resume(cfg, run_dir)
-    check_data_files(cfg)
+    if cfg.task_name == "train":
+        check_model(cfg)
+        if cfg.get("augment"):
+            check_augment(cfg)
+        if cfg.get("ckpt_path") and not multirun:
+            check_resume(cfg, run_dir)
+    else:
+        check_task_inputs(cfg)
+    if cfg.task_name != "predict":
+        check_data_files(cfg)
+
+
+def required(cfg: DictConfig, key: str, what: str) -> str:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
+    return str(cfg[key])
+
+
+def check_task_inputs(cfg: DictConfig) -> None:
+    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
+    from mnist_budget.checkpoints import load_network
+
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    if cfg.task_name == "predict":
+        from mnist_budget.tasks.predict import find_inputs
+
+        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
+        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")

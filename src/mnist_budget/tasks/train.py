@@ -69,9 +69,10 @@ def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Any]:
     return loggers
 
 
-def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
-    """The data config, with the augment group's pipeline (if any) plugged in."""
-    return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
+def build_datamodule(cfg: DictConfig, augment: bool = True) -> MNISTDataModule:
+    """The data config, with the augment group's pipeline (if any, and if wanted) plugged in."""
+    pipeline = instantiate(cfg.augment) if augment and cfg.get("augment") else None
+    return instantiate(cfg.data, augment=pipeline)
 
 
 def build_trainer(cfg: DictConfig, *extra_callbacks: Callback, resume_step: int | None = None) -> L.Trainer:

@@ -1,0 +1,129 @@
+"""Any picture of one digit -> what the networks were trained on, the way MNIST itself was made.
+
+MNIST's digits are white ink on black, their longer side scaled to 20 pixels (keeping the aspect
+ratio, anti-aliased) and placed in a 28x28 field so that their centre of mass sits in the middle.
+``mnist_style`` does the same to a photo or a scan: grayscale, ink made bright (inverted when it
+is dark on light paper), the paper's level removed, cropped to the ink, strokes thickened when the
+pen was much thinner than MNIST's, scaled and centred. ``normalise`` then applies the
+training normalisation. Every task that reads images (predict, the tests, the quality benchmark) uses
+these functions and ``mnist_budget.mnist_files.normalise``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from mnist_budget.mnist_files import normalise  # noqa: F401 - re-exported: the one normalisation
+
+FIELD = 28  # output size
+BOX = 20  # the longer side of the digit inside the field
+MNIST_STROKE = 2.5  # typical MNIST stroke width in pixels of the 20-pixel box
+MIN_CONTRAST = 0.08  # ink and paper closer than this (on a 0..1 scale) means no ink
+
+
+class ImageProblem(ValueError):
+    """An input that cannot be turned into a digit; the message is the reason, for the predictions file."""
+
+
+def load_image(path: Path) -> Image.Image:
+    """Open any image Pillow can read, fully decoded (so a truncated file fails here, not later)."""
+    if path.stat().st_size == 0:
+        raise ImageProblem("empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF
+    except UnidentifiedImageError as err:
+        raise ImageProblem("not an image Pillow can open") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageProblem(f"damaged image ({str(err).strip() or type(err).__name__})") from err
+
+
+def to_gray(image: Image.Image) -> np.ndarray:
+    """A float array in [0, 1]; transparent pixels count as white paper."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def bright_ink(gray: np.ndarray) -> np.ndarray:
+    """Ink as bright values on a zero background (MNIST's polarity), contrast stretched to [0, 1].
+
+    The paper's level is the median of the border pixels: a digit rarely touches all four edges.
+    Dark ink on light paper is inverted.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    paper = float(np.median(border))
+    ink = gray - paper if paper < 0.5 else paper - gray
+    peak = float(np.percentile(ink, 99.9))
+    if peak < MIN_CONTRAST:
+        raise ImageProblem("no ink found (a blank or uniform image)")
+    ink = np.clip(ink / peak, 0.0, 1.0)
+    ink[ink < 0.25] = 0.0  # paper texture, shadows and JPEG noise
+    return ink
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Average stroke width in pixels: twice the ink area over its outline's length."""
+    area = int(mask.sum())
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    outline = max(1, area - int(inner.sum()))
+    return 2.0 * area / outline
+
+
+def mnist_style(image: Image.Image) -> torch.Tensor:
+    """A (1, 28, 28) float tensor in [0, 1]: the digit as MNIST would have stored it."""
+    ink = bright_ink(to_gray(image))
+    mask = ink > 0.5
+    if mask.sum() < 4:
+        raise ImageProblem("no ink found (only specks)")
+    rows, cols = np.nonzero(mask)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    crop = ink[top:bottom, left:right]
+    longer = max(crop.shape)
+    scale = BOX / longer
+    # A thin pen on a big picture would shrink to faint hairlines: thicken to MNIST's stroke first.
+    wanted = MNIST_STROKE / scale
+    width = stroke_width(mask[top:bottom, left:right])
+    digit = Image.fromarray(np.uint8(np.round(crop * 255)))
+    if width < 0.6 * wanted:
+        size = int(round(wanted - width)) | 1  # MaxFilter takes odd sizes
+        pad = size // 2 + 1
+        digit = ImageOps.expand(digit, pad, fill=0).filter(ImageFilter.MaxFilter(size))
+        longer = max(digit.size)
+        scale = BOX / longer
+    new_size = (max(1, round(digit.width * scale)), max(1, round(digit.height * scale)))
+    small = np.asarray(digit.resize(new_size, Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+    small = np.clip(small, 0.0, 1.0)
+    if small.max() > 0:
+        small = small / small.max()
+    return torch.from_numpy(centre_by_mass(small)).unsqueeze(0)
+
+
+def centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    """Place a digit in the 28x28 field so that its centre of mass lands on the field's centre."""
+    field = np.zeros((FIELD, FIELD), dtype=np.float32)
+    height, width = digit.shape
+    total = float(digit.sum())
+    rows, cols = np.indices(digit.shape)
+    centre_row = float((rows * digit).sum() / total) if total else (height - 1) / 2
+    centre_col = float((cols * digit).sum() / total) if total else (width - 1) / 2
+    top = int(round((FIELD - 1) / 2 - centre_row))
+    left = int(round((FIELD - 1) / 2 - centre_col))
+    top = min(max(top, 0), FIELD - height)  # keep the whole digit inside the field
+    left = min(max(left, 0), FIELD - width)
+    field[top : top + height, left : left + width] = digit
+    return field
+
+
+def plain_resize(image: Image.Image) -> torch.Tensor:
+    """The naive way, for comparison only: grayscale, resized to 28x28, no inversion or centring."""
+    small = image.convert("L").resize((FIELD, FIELD), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).unsqueeze(0)

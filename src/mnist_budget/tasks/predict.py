@@ -1,0 +1,117 @@
+"""``task=predict``: read the digit in each of the user's own images."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+
+from mnist_budget.checkpoints import load_network
+from mnist_budget.errors import UserError
+from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+
+
+@dataclass
+class Prediction:
+    path: str
+    digit: int | None = None
+    probability: float | None = None
+    top3: list[tuple[int, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def find_inputs(spec: str) -> list[Path]:
+    """The files an ``input=`` names: one file, a folder's image files (sorted) or a glob's matches."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserError(f"input={spec} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): point input at images")
+        return files
+    if glob.has_magic(spec):
+        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        if not files:
+            raise UserError(f"input={spec} matches no files: check the pattern (quote it so the shell leaves it alone)")
+        return files
+    raise UserError(f"input={spec} does not exist: give an image file, a folder of images or a quoted glob")
+
+
+def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], list[torch.Tensor]]:
+    """One Prediction per file and the 28x28 tensor of each readable one (in the same order)."""
+    predictions, tensors = [], []
+    for path in paths:
+        prediction = Prediction(str(path))
+        try:
+            tensor = mnist_style(load_image(path))
+        except ImageProblem as problem:
+            prediction.error = str(problem)
+        else:
+            tensors.append(tensor)
+            if save_to is not None:
+                save_to.mkdir(parents=True, exist_ok=True)
+                pixels = (tensor[0] * 255).round().byte().numpy()
+                Image.fromarray(pixels).save(save_to / f"{len(tensors):04d}_{path.stem}.png")
+        predictions.append(prediction)
+    return predictions, tensors
+
+
+@torch.inference_mode()
+def classify(net: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU."""
+    return torch.cat([net(normalise(batch)).softmax(dim=1) for batch in images.split(batch_size)])
+
+
+def write_table(predictions: list[Prediction], path: Path) -> None:
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps([asdict(p) for p in predictions], indent=2) + "\n")
+        return
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["path", "digit", "probability", "top3", "error"])
+        for p in predictions:
+            top3 = " ".join(f"{digit}:{prob:.4f}" for digit, prob in p.top3)
+            probability = f"{p.probability:.4f}" if p.probability is not None else ""
+            writer.writerow([p.path, "" if p.digit is None else p.digit, probability, top3, p.error or ""])
+
+
+def predict(cfg: DictConfig) -> dict[str, float]:
+    """Predict every input; print a line per file and write the table. Nothing readable: a UserError."""
+    output_dir = Path(cfg.paths.output_dir)
+    paths = find_inputs(str(cfg.input))
+    net, hparams = load_network(cfg.ckpt_path)
+    save_to = output_dir / "preprocessed" if cfg.get("save_preprocessed") else None
+    predictions, tensors = prepare(paths, save_to)
+    readable = [p for p in predictions if p.error is None]
+    if readable:
+        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size))
+        for prediction, probs in zip(readable, probabilities, strict=True):
+            values, digits = probs.topk(3)
+            prediction.top3 = [(int(d), round(float(v), 4)) for d, v in zip(digits, values, strict=True)]
+            prediction.digit, prediction.probability = prediction.top3[0]
+    for p in predictions:
+        if p.error is None:
+            top3 = ", ".join(f"{digit} {100 * prob:.1f}%" for digit, prob in p.top3)
+            print(f"{p.path}: {p.digit} ({100 * p.probability:.1f}%)  top-3: {top3}")
+        else:
+            print(f"{p.path}: skipped ({p.error})")
+    table = output_dir / str(cfg.output)
+    write_table(predictions, table)
+    log.info("%d of %d images predicted with %s; table: %s", len(readable), len(predictions), hparams["model"]["name"], table)
+    if not readable:
+        first = predictions[0]
+        more = f" (and {len(predictions) - 1} more, see {table})" if len(predictions) > 1 else ""
+        raise UserError(f"nothing could be predicted: {first.path}: {first.error}{more}: give images of a digit")
+    return {"predicted": float(len(readable))}
