@@ -1,0 +1,90 @@
+"""Inference speed per format: eager PyTorch (fp32), ONNX Runtime, and the torch.export program.
+
+Exports the checkpoint's network with the export task's own functions, then times each format on
+real test images: batch 1 (p50 and p99 latency of single calls) and batch 1,024 (images/s).
+
+    uv run python benchmarks/export_formats.py CKPT [--calls 2000] [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import data_dir, device_note
+from mnist_budget.checkpoints import load_network
+from mnist_budget.data import load_mnist, to_float_images
+from mnist_budget.mnist_files import normalise
+from mnist_budget.tasks.export import export_onnx, export_pt2, onnx_runner, pt2_runner
+
+
+def eager_runner(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return net(torch.from_numpy(images)).numpy()
+
+    return run
+
+
+def latency_ms(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, calls: int) -> tuple[float, float]:
+    """p50 and p99 of single-image calls, after a warm-up."""
+    for i in range(50):
+        run(images[i : i + 1])
+    times = []
+    for i in range(calls):
+        one = images[i % len(images) : i % len(images) + 1]
+        start = time.perf_counter()
+        run(one)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.percentile(times, 50)), 1e3 * float(np.percentile(times, 99))
+
+
+def throughput(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, rounds: int, batch: int = 1024) -> float:
+    """Images per second at ``batch``, the median round of ``rounds``."""
+    chunk = images[:batch]
+    run(chunk)
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run(chunk)
+        rates.append(batch / (time.perf_counter() - start))
+    return float(np.median(rates))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    print(device_note())
+    net, hparams = load_network(args.checkpoint)
+    images, _ = load_mnist(Path(data_dir()), train=False)
+    inputs = normalise(to_float_images(images)).numpy()
+    folder = Path(tempfile.mkdtemp(prefix="export-formats-"))
+    export_onnx(net, folder / "model.onnx")
+    export_pt2(net, folder / "model.pt2")
+    runners = {
+        "eager PyTorch (fp32)": eager_runner(net),
+        "ONNX Runtime": onnx_runner(folder / "model.onnx", threads=torch.get_num_threads()),
+        "torch.export program (.pt2)": pt2_runner(folder / "model.pt2"),
+    }
+    print(f"model {hparams['model']['name']}; {torch.get_num_threads()} threads")
+    print("| format | batch 1: p50 ms | batch 1: p99 ms | batch 1,024: images/s | vs eager |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    base = None
+    for name, run in runners.items():
+        p50, p99 = latency_ms(run, inputs, args.calls)
+        rate = throughput(run, inputs, args.rounds)
+        base = base or rate
+        print(f"| {name} | {p50:.3f} | {p99:.3f} | {rate:,.0f} | {rate / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""After training: eval, predict and export through ``run.py``, on a model trained here, and their refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mnist_budget.checkpoints import load_network
+from mnist_budget.mnist_files import normalise
+from mnist_budget.preprocess import ImageProblem, centre_by_mass, load_image, mnist_style
+
+SHORT_TRAINING = ("trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
+                  "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_root) -> Path:
+    """The last checkpoint of a short real training run (synthetic digits)."""
+    run = tmp_path_factory.mktemp("train")
+    result = run_cli(*SHORT_TRAINING, data_dir=mnist_root, run_dir=run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("confusion_matrix.png", "misclassified.png", "training_metrics.png"):
+        assert (run / name).stat().st_size > 0  # every training run leaves the same figures as eval
+    return run / "checkpoints" / "last.ckpt"
+
+
+def error_line(result) -> str:
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return lines[0]
+
+
+# A digit-like shape in MNIST's own form: a white "7" (bar and diagonal) on black, 28x28.
+def mnist_seven() -> np.ndarray:
+    digit = np.zeros((28, 28), np.uint8)
+    digit[5:8, 7:21] = 255
+    for row in range(8, 24):
+        col = 20 - (row - 8) // 2
+        digit[row, col - 1 : col + 2] = 255
+    return digit
+
+
+def as_photo(digit: np.ndarray, size: int, offset: tuple[int, int], ink=(30, 40, 140), paper=(235, 228, 200)) -> Image.Image:
+    """The digit enlarged to ``size``, in dark ink on light paper, off-centre on a bigger sheet."""
+    big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32)[..., None] / 255
+    sheet = np.zeros((size * 2, size * 2, 1), np.float32)
+    sheet[offset[0] : offset[0] + size, offset[1] : offset[1] + size] = big
+    rgb = sheet * np.array(ink, np.float32) + (1 - sheet) * np.array(paper, np.float32)
+    return Image.fromarray(np.uint8(rgb))
+
+
+def saved(image: Image.Image, path: Path, **options) -> Path:
+    image.save(path, **options)
+    return path
+
+
+def write_inputs(folder: Path) -> dict[str, Path]:
+    """Images of the same digit as users send them, plus the files predict must skip."""
+    folder.mkdir()
+    seven = mnist_seven()
+    files = {
+        "mnist_png": saved(Image.fromarray(seven), folder / "a_mnist.png"),
+        "inverted_png": saved(Image.fromarray(255 - seven), folder / "b_inverted.png"),
+        "enlarged_offcentre_colour_jpeg": saved(as_photo(seven, 300, (20, 250)), folder / "c_photo.jpg", quality=70),
+        "bmp": saved(as_photo(seven, 120, (100, 10), ink=(10, 10, 10), paper=(250, 250, 250)).convert("L"), folder / "d_scan.bmp"),
+        "transparent_png": saved(Image.fromarray(np.zeros((28, 28, 4), np.uint8)), folder / "e_transparent_blank.png"),
+    }
+    (folder / "f_notes.png").write_text("not an image")
+    (folder / "g_empty.jpg").write_bytes(b"")
+    whole = io.BytesIO()
+    as_photo(seven, 200, (0, 0)).save(whole, format="JPEG")
+    (folder / "h_cut.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 3])
+    return files
+
+
+# Preprocessing ------------------------------------------------------------------------------
+
+
+def test_mnist_style_undoes_what_photos_and_scans_do(tmp_path):
+    seven = mnist_seven().astype(np.float32) / 255
+    reference = torch.from_numpy(centre_by_mass(seven[5:24, 6:22] / 1.0))[None]  # its ink box, centred
+    for name, path in write_inputs(tmp_path / "inputs").items():
+        if name == "transparent_png":
+            continue
+        got = mnist_style(load_image(path))
+        assert got.shape == (1, 28, 28) and 0.0 <= float(got.min()) and float(got.max()) <= 1.0
+        rows, cols = np.nonzero(got[0].numpy() > 0.3)
+        assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in range(18, 23), name  # longer side ~20
+        mass = got[0].numpy()
+        centre = [float((np.indices(mass.shape)[axis] * mass).sum() / mass.sum()) for axis in (0, 1)]
+        assert all(abs(c - 13.5) < 1.0 for c in centre), (name, centre)  # centre of mass in the middle
+        # Same digit: high correlation with the reference (the ink box is 19 high, scaled to 20).
+        correlation = float(np.corrcoef(got.flatten(), reference.flatten())[0, 1])
+        assert correlation > 0.6, (name, correlation)
+
+
+def test_blank_and_unreadable_images_are_refused_with_a_reason(tmp_path):
+    files = write_inputs(tmp_path / "inputs")
+    with pytest.raises(ImageProblem, match="no ink"):
+        mnist_style(load_image(files["transparent_png"]))
+    with pytest.raises(ImageProblem, match="not an image"):
+        load_image(tmp_path / "inputs" / "f_notes.png")
+    with pytest.raises(ImageProblem, match="empty file"):
+        load_image(tmp_path / "inputs" / "g_empty.jpg")
+    with pytest.raises(ImageProblem, match="damaged image"):
+        load_image(tmp_path / "inputs" / "h_cut.jpg")
+
+
+# Eval ---------------------------------------------------------------------------------------
+
+
+def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, mnist_root, tmp_path):
+    run = tmp_path / "eval"
+    result = run_cli("task=eval", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    training = json.loads((trained.parents[1] / "results.json").read_text())
+    assert results["task"] == "eval" and results["model"] == "fast_cnn"
+    assert results["test_acc"] == pytest.approx(training["test_acc"])  # the same final weights
+    matrix = np.array(results["confusion_matrix"])
+    assert matrix.sum() == 10_000 and results["misclassified"] == 10_000 - np.trace(matrix)
+    assert set(results["per_class_acc"]) == {str(d) for d in range(10)}
+    assert (run / "confusion_matrix.png").stat().st_size > 0 and (run / "misclassified.png").stat().st_size > 0
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
+
+
+# Predict ------------------------------------------------------------------------------------
+
+
+def test_predict_a_folder_reads_the_good_files_and_lists_the_bad(trained, mnist_root, tmp_path):
+    inputs = tmp_path / "inputs"
+    write_inputs(inputs)
+    run = tmp_path / "predict"
+    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={inputs}", "save_preprocessed=true",
+                     data_dir=mnist_root, run_dir=run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((run / "predictions.csv").open()))
+    assert [Path(row["path"]).name for row in rows] == sorted(p.name for p in inputs.iterdir())
+    by_name = {Path(row["path"]).name: row for row in rows}
+    predicted = [name for name, row in by_name.items() if row["digit"]]
+    assert predicted == ["a_mnist.png", "b_inverted.png", "c_photo.jpg", "d_scan.bmp"]
+    assert "no ink" in by_name["e_transparent_blank.png"]["error"]
+    assert "not an image" in by_name["f_notes.png"]["error"] and "empty" in by_name["g_empty.jpg"]["error"]
+    assert "damaged" in by_name["h_cut.jpg"]["error"]
+    for name in predicted:
+        top3 = by_name[name]["top3"].split()
+        assert len(top3) == 3 and float(by_name[name]["probability"]) == float(top3[0].split(":")[1])
+        assert f"{name}: {by_name[name]['digit']} (" in result.stdout  # one console line per file
+    # The four readable images are the same digit: after preprocessing the network sees much the same.
+    seen = sorted((run / "preprocessed").glob("*.png"))
+    assert len(seen) == 4
+    arrays = [np.asarray(Image.open(p), np.float32) for p in seen]
+    assert all(np.corrcoef(arrays[0].flatten(), a.flatten())[0, 1] > 0.6 for a in arrays[1:])
+
+
+def test_predict_writes_json_and_matches_the_network(trained, mnist_root, tmp_path):
+    files = write_inputs(tmp_path / "inputs")
+    run = tmp_path / "predict"
+    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", "output=out.json",
+                     data_dir=mnist_root, run_dir=run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads((run / "out.json").read_text())
+    net, _ = load_network(trained)
+    with torch.no_grad():
+        probs = net(normalise(mnist_style(load_image(files["inverted_png"]))[None])).softmax(1)[0]
+    assert row["digit"] == int(probs.argmax()) and row["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("make_input", "fragment"),
+    [
+        (lambda d: d / "missing.png", "does not exist"),
+        (lambda d: (d / "empty-folder").mkdir() or d / "empty-folder", "holds no image files"),
+        (lambda d: str(d / "*.nothing"), "matches no files"),
+        (lambda d: (d / "notes.png").write_text("hi") and d / "notes.png", "not an image Pillow can open"),
+        (lambda d: (d / "zero.png").write_bytes(b"") or d / "zero.png", "empty file"),
+        (lambda d: saved(Image.new("RGB", (64, 64), (250, 250, 250)), d / "blank.png"), "no ink found"),
+    ],
+    ids=["missing", "empty-folder", "glob-no-match", "not-an-image", "zero-bytes", "blank"],
+)
+def test_predict_with_nothing_to_read_is_refused(trained, mnist_root, tmp_path, make_input, fragment):
+    target = make_input(tmp_path)
+    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={target}", data_dir=mnist_root, run_dir=tmp_path / "run")
+    assert fragment in error_line(result)
+
+
+def test_predict_refuses_bad_checkpoints(trained, mnist_root, tmp_path):
+    image = saved(Image.fromarray(mnist_seven()), tmp_path / "seven.png")
+    marker = tmp_path / "code-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": RunsCode()}))
+    truncated = tmp_path / "cut.ckpt"
+    truncated.write_bytes(trained.read_bytes()[:5000])
+    other = tmp_path / "other-model.ckpt"
+    checkpoint = torch.load(trained, weights_only=True)
+    checkpoint["hyper_parameters"]["model"]["net"]["channels"] = [4, 8, 16, 20]  # weights no longer fit
+    torch.save(checkpoint, other)
+    for path, fragment in ((evil, "not a safe, readable checkpoint"), (truncated, "not a safe, readable checkpoint"),
+                           (other, "does not hold weights of model 'fast_cnn'")):  # fmt: skip
+        result = run_cli("task=predict", f"ckpt_path={path}", f"input={image}", data_dir=mnist_root, run_dir=tmp_path / path.stem)
+        assert fragment in error_line(result)
+    assert not marker.exists()
+    result = run_cli("task=predict", f"input={image}", data_dir=mnist_root, run_dir=tmp_path / "no-ckpt")
+    assert "task=predict needs ckpt_path=" in error_line(result)
+
+
+# Export -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, mnist_root, tmp_path, fmt):
+    run = tmp_path / "export"
+    result = run_cli("task=export", f"format={fmt}", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = run / f"model.{fmt}"
+    info = json.loads(Path(f"{path}.json").read_text())
+    assert info["input"]["shape"] == ["batch", 1, 28, 28] and info["classes"] == [str(d) for d in range(10)]
+    assert info["normalisation"]["mean"] == pytest.approx(0.1307)
+    assert info["verified"]["max_abs_logit_diff"] <= 1e-4 and info["verified"]["argmax_agreement"] == 1.0
+    training = json.loads((trained.parents[1] / "results.json").read_text())
+    assert info["verified"]["test_acc"] == pytest.approx(training["test_acc"], abs=2e-3)  # fp32 vs the run's precision
+    assert sorted(p.name for p in run.iterdir() if p.suffix in (".onnx", ".pt2", ".data")) == [path.name]  # one file
+
+    net, _ = load_network(trained)
+    images = torch.randn(3, 1, 28, 28)  # a batch size the export never saw
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": images.numpy()})[0]
+    else:
+        logits = torch.export.load(str(path)).module()(images).detach().numpy()
+    with torch.no_grad():
+        assert np.abs(net(images).numpy() - logits).max() <= 1e-4
+
+
+def test_export_refuses_an_unknown_format(trained, mnist_root, tmp_path):
+    result = run_cli("task=export", "format=tflite", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=tmp_path / "run")
+    assert "format=tflite is not supported" in error_line(result)
