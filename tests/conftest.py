@@ -91,3 +91,21 @@ def run_cli(*args: str, data_dir: Path | str, run_dir: Path, timeout: int = 600)
         text=True,
         timeout=timeout,
     )
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: a checkpoint loader must refuse it without running it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def malicious_checkpoint(path: Path, marker: Path) -> Path:
+    """A .ckpt whose unpickling would create ``marker`` (torch.load with weights_only=False runs it)."""
+    import pickle
+
+    path.write_bytes(pickle.dumps({"state_dict": {}, "payload": _RunsCode(marker)}))
+    return path

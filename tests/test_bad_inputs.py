@@ -3,13 +3,11 @@ no traceback, and an earlier run's files in the same folder left exactly as they
 
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli, write_idx
+from conftest import ROOT, malicious_checkpoint, run_cli, write_idx
 
 import numpy as np
 
@@ -112,14 +110,6 @@ def fake_checkpoint(path: Path, model: str = "fast_cnn", **optim) -> Path:
     return path
 
 
-class _RunsCode:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_missing_checkpoint(earlier_run, mnist_root, tmp_path):
     refused_in(earlier_run, mnist_root, f"ckpt_path={tmp_path / 'nope.ckpt'}", fragments=("nope.ckpt does not exist",))
 
@@ -139,8 +129,7 @@ def test_truncated_checkpoint(earlier_run, mnist_root, tmp_path):
 
 def test_checkpoint_whose_unpickling_would_run_code(earlier_run, mnist_root, tmp_path):
     marker = tmp_path / "code-ran"
-    evil = tmp_path / "evil.ckpt"
-    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": _RunsCode(str(marker))}))
+    evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
     refused_in(earlier_run, mnist_root, f"ckpt_path={evil}", fragments=("evil.ckpt is not a safe, readable checkpoint",))
     assert not marker.exists()
 
@@ -207,15 +196,8 @@ def test_non_finite_loss_stops_the_run(tmp_path, mnist_root):
     assert "Traceback" in log and "callbacks.py" in log  # the traceback is kept in the run's log
 
 
-def test_full_error_shows_the_traceback(tmp_path, mnist_root):
-    env_before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path / "run")
-    finally:
-        if env_before is None:
-            del os.environ["HYDRA_FULL_ERROR"]
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = env_before
+def test_full_error_shows_the_traceback(tmp_path, mnist_root, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path / "run")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "optim.lr=-1" in result.stderr

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import pickle
-
 import pytest
 import torch
+from conftest import malicious_checkpoint
 
 from mnist_budget.checkpoint_io import AtomicCheckpointIO
 from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
@@ -27,21 +25,9 @@ def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
         load_checkpoint(path, "gap_cnn")
 
 
-class _RunsCode:
-    """Unpickling this calls os.system: the loader must refuse it without running it."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_checkpoint_whose_unpickling_runs_code_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "code-ran"
-    path = tmp_path / "malicious.ckpt"
-    with path.open("wb") as file:
-        pickle.dump({"state_dict": {}, "payload": _RunsCode(str(marker))}, file)
+    path = malicious_checkpoint(tmp_path / "malicious.ckpt", marker)
     with pytest.raises(UserError, match=r"is not a safe, readable checkpoint"):
         load_checkpoint(path)
     assert not marker.exists()

@@ -63,9 +63,11 @@ def test_accelerator_names_map_to_device_types(monkeypatch):
     monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(hardware.torch.backends.mps, "is_available", lambda: False)
     assert device_type("auto") == "cpu"
-    assert device_type("gpu") == device_type("cuda") == "cuda"
+    with pytest.raises(UserError, match=r"trainer.accelerator=gpu but torch sees no CUDA GPU here"):
+        device_type("gpu")
     monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: True)
     assert device_type("auto") == "cuda"
+    assert device_type("gpu") == device_type("cuda") == "cuda"
 
 
 def test_hardware_line_names_cpu_isa_bf16_and_threads():

@@ -5,14 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import malicious_checkpoint, run_cli
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -201,13 +199,7 @@ def test_predict_with_nothing_to_read_is_refused(trained, mnist_root, tmp_path, 
 def test_predict_refuses_bad_checkpoints(trained, mnist_root, tmp_path):
     image = saved(Image.fromarray(mnist_seven()), tmp_path / "seven.png")
     marker = tmp_path / "code-ran"
-
-    class RunsCode:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.ckpt"
-    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": RunsCode()}))
+    evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
     truncated = tmp_path / "cut.ckpt"
     truncated.write_bytes(trained.read_bytes()[:5000])
     other = tmp_path / "other-model.ckpt"
