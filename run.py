@@ -30,6 +30,10 @@ TASKS = {
 }
 
 
+class JobFailed(Exception):
+    """A sweep job that stopped; its one-line reason is in its failure.json and the sweep summary."""
+
+
 def config_error(err: BaseException) -> UserError | None:
     """A component that refused its config while Hydra built it (say the Trainer), as one line."""
     if not isinstance(err, InstantiationException):
@@ -45,29 +49,49 @@ def show_tracebacks() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
-def refuse(err: UserError) -> None:
-    """Print the one line and exit 2; the traceback goes to the run's log file (if one is open)."""
-    record = logging.LogRecord("run", logging.ERROR, __file__, 0, "refused: %s", (err,), (type(err), err, err.__traceback__))
+def log_traceback(err: BaseException) -> None:
+    """The traceback into the run's log file only (if one is open): the console gets one line."""
+    record = logging.LogRecord("run", logging.ERROR, __file__, 0, "stopped: %s", (err,), (type(err), err, err.__traceback__))
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
+
+
+def refuse(err: UserError) -> None:
+    """Print the one line and exit 2; the traceback goes to the run's log file."""
+    log_traceback(err)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(2)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Run the task; return ``optimized_metric`` (training) so that sweepers can optimise it."""
+    """Run the task; return ``optimized_metric`` (training) so that sweepers can optimise it.
+
+    In a sweep a failed job writes failure.json (its error line) and raises JobFailed: Hydra marks
+    the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary.
+    """
     # Imported here: Lightning takes seconds to load, and a refused command should not wait for it.
+    from mnist_budget.sweep import in_multirun, record_failure, set_threads, update_summary
+
     module_name, function = TASKS[cfg.task_name].split(":")
     run_task = getattr(importlib.import_module(module_name), function)
+    set_threads(cfg.get("threads", "auto"))
     try:
         metrics = run_task(cfg)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
         user_error = find_user_error(err) or config_error(err)
-        if user_error is None or show_tracebacks():
+        if show_tracebacks() or not (user_error or in_multirun()):
             raise
-        refuse(user_error)
+        message = str(user_error) if user_error else f"{type(err).__name__}: {err}".splitlines()[0]
+        if not in_multirun():
+            refuse(user_error)
+        log_traceback(err)
+        record_failure(Path(cfg.paths.output_dir), message)
+        update_summary()
+        raise JobFailed(message) from None  # Hydra marks the job failed; Optuna records a failed trial
+    if in_multirun():
+        update_summary()
     return metrics.get(cfg.optimized_metric, float("nan"))
 
 

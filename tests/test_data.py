@@ -12,7 +12,7 @@ from torch import nn
 from torchvision.datasets import MNIST
 
 from conftest import write_mnist
-from mnist_budget.data import MNISTDataModule, load_mnist
+from mnist_budget.data import EpochBatches, MNISTDataModule, load_mnist
 from mnist_budget.errors import UserError
 from mnist_budget.module import Classifier
 
@@ -139,3 +139,21 @@ def test_image_and_label_counts_must_agree(small_root):
 def test_impossible_split_is_refused(small_root):
     with pytest.raises(UserError, match=r"data.val_size=500"):
         MNISTDataModule(str(small_root), val_size=500, download=False).setup()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ddp_shards_are_disjoint_cover_the_split_and_reshuffle(world_size):
+    size = 1_000
+    epoch = {"now": 0}
+    shards = [EpochBatches(size, 64, True, 7, lambda: epoch["now"], rank, world_size) for rank in range(world_size)]
+    seen_by_epoch = []
+    for now in (0, 1):
+        epoch["now"] = now
+        parts = [torch.cat(list(shard)) for shard in shards]
+        assert len({len(shard) for shard in shards}) == 1  # every process runs the same number of steps
+        together = torch.cat(parts)
+        assert len(together) == len(set(together.tolist())) == size - size % world_size  # disjoint, all but the rest
+        seen_by_epoch.append(parts[0])
+    assert not torch.equal(seen_by_epoch[0], seen_by_epoch[1])  # a new order every epoch
+    single = torch.cat(list(EpochBatches(size, 64, True, 7, lambda: 1)))
+    assert sorted(single.tolist()) == list(range(size))

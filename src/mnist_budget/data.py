@@ -94,21 +94,37 @@ class EpochBatches(Sampler[torch.Tensor]):
     so however often Lightning restarts the iterator (it does so when a run resumes), an epoch's
     batches are the same; ``resume_at`` (an epoch and the batches already trained in it) makes
     that epoch's passes skip the batches done before a checkpoint.
+
+    Under DDP each of ``world_size`` processes takes every ``world_size``-th image of the same
+    order, starting at its ``rank``: disjoint shards that together cover the split once per epoch
+    (less the last ``size % world_size`` images of that epoch's order, so that every process runs
+    the same number of steps), reshuffled every epoch.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int, epoch: Callable[[], int]) -> None:
+    def __init__(
+        self, size: int, batch_size: int, shuffle: bool, seed: int, epoch: Callable[[], int], rank: int = 0,
+        world_size: int = 1,
+    ) -> None:  # fmt: skip
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.epoch = epoch  # asked when a pass starts: the trainer's current epoch
+        self.rank, self.world_size = rank, world_size
         self.trained = 0  # batches of the current pass that reached the model (the owner counts them)
         self.resume_at: tuple[int, int] | None = None
 
+    @property
+    def shard_size(self) -> int:
+        return self.size // self.world_size
+
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        return math.ceil(self.shard_size / self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(self.size)
-        return torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        """This process's indices for ``epoch``, in the order it trains on them."""
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        else:
+            order = torch.arange(self.size)
+        return order[: self.shard_size * self.world_size][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         epoch = self.epoch()
@@ -116,7 +132,7 @@ class EpochBatches(Sampler[torch.Tensor]):
         start = resume_batches if epoch == resume_epoch else 0
         self.trained = start
         order = self.order(epoch)
-        for first in range(start * self.batch_size, self.size, self.batch_size):
+        for first in range(start * self.batch_size, len(order), self.batch_size):
             yield order[first : first + self.batch_size]
 
 
@@ -186,9 +202,13 @@ class MNISTDataModule(L.LightningDataModule):
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _batches(self, split: str, batch_size: int, shuffle: bool, seed: int) -> EpochBatches:
+        """The split's batches for this process (its shard under DDP; Lightning's own sampler is off)."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return EpochBatches(len(self.splits[split]), batch_size, shuffle, seed, self._current_epoch, rank, world)
+
     def _loader(self, split: str, batch_size: int) -> DataLoader:
-        dataset = self.splits[split]
-        return index_loader(dataset, EpochBatches(len(dataset), batch_size, False, 0, self._current_epoch))
+        return index_loader(self.splits[split], self._batches(split, batch_size, shuffle=False, seed=0))
 
     def train_dataloader(self) -> DataLoader:
         if self.trainer is not None and self.trainer.overfit_batches:
@@ -199,9 +219,7 @@ class MNISTDataModule(L.LightningDataModule):
                 "loader: use debug=overfit (a few fixed batches, data.shuffle=false)"
             )
         dataset = self.splits["train"]
-        self.train_batches = EpochBatches(
-            len(dataset), self.batch_size, self.shuffle, self.shuffle_seed, self._current_epoch
-        )
+        self.train_batches = self._batches("train", self.batch_size, self.shuffle, self.shuffle_seed)
         if self.resume_state is not None:
             self._resume(self.resume_state)
             self.resume_state = None

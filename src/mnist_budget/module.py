@@ -57,6 +57,7 @@ class Classifier(L.LightningModule):
         # What the test set shows beyond accuracy: per-class counts and the images it got wrong.
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
         self.test_mistakes: list[dict[str, Any]] = []
+        self.test_matrix: list[list[int]] = []
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Classifier:
@@ -134,9 +135,18 @@ class Classifier(L.LightningModule):
                  "confidence": float(confidence[i])}
             )
 
+    def on_test_epoch_end(self) -> None:
+        # Under DDP each process tested its own shard: the matrix sums over processes when
+        # computed, and every process's mistakes are gathered (both are collective: all ranks).
+        self.test_matrix = self.test_confusion.compute().cpu().tolist()
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            parts: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, self.test_mistakes)
+            self.test_mistakes = [mistake for part in parts for mistake in part]
+
     def test_report(self) -> dict[str, Any]:
         """After ``trainer.test``: the confusion matrix, per-class accuracy and the misclassified images."""
-        matrix = self.test_confusion.compute().cpu().tolist()
+        matrix = self.test_matrix
         per_class = {str(d): matrix[d][d] / max(1, sum(matrix[d])) for d in range(NUM_CLASSES)}
         return {"confusion_matrix": matrix, "per_class_acc": per_class, "mistakes": self.test_mistakes}
 

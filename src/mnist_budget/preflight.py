@@ -40,8 +40,8 @@ def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         group_dir = conf_dir / key
-        if not sep or not group_dir.is_dir() or "(" in value:  # not a group choice, or a sweep function
-            continue
+        if not sep or not group_dir.is_dir() or "(" in value or key.startswith("hydra/"):
+            continue  # not a group choice, a sweep function, or a Hydra group that plugins add options to
         options = sorted(path.stem for path in group_dir.glob("*.yaml"))
         for choice in value.strip("[]").split(","):  # one option, a sweep a,b or a list [a,b]
             if choice not in ("", "null") and choice not in options:
@@ -86,6 +86,8 @@ def hydra_message(err: BaseException) -> str:
 def composition_fix(message: str) -> str:
     if "not in struct" in message or "Could not override" in message or "Key '" in message:
         return "check the key's spelling (python run.py --cfg job lists every key); prefix + to add a new key"
+    if "Could not find" in message or "Could not load" in message:
+        return "choose an existing option (python run.py --help lists the config groups and their options)"
     if "Could not append" in message or "already" in message:
         return "the key exists already: set it without the leading +"
     return "fix the override's syntax (key=value; a sweep needs -m)"

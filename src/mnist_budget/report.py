@@ -3,6 +3,8 @@ seed statistics (``python -m mnist_budget.report RUN_OR_SWEEP_DIR ...``)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
@@ -103,9 +105,11 @@ def write_test_figures(report: dict[str, Any], output_dir: Path, loggers: list[A
 
 
 def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every results.json under the given run directories (searched recursively), by experiment name."""
+    """Every training run's results.json under the given folders (searched recursively), by experiment name."""
     files = sorted({file for path in paths for file in ([path] if path.is_file() else path.rglob("results.json"))})
-    return sorted((json.loads(file.read_text()) for file in files), key=lambda r: (r.get("experiment") or "", r["model"]))
+    results = (json.loads(file.read_text()) for file in files)
+    training = [r for r in results if r.get("task", "train") == "train"]  # eval runs write results.json too
+    return sorted(training, key=lambda r: (r.get("experiment") or "", r["model"]))
 
 
 def run_hardware(result: dict[str, Any]) -> str:
@@ -201,6 +205,68 @@ def seed_table(rows: list[dict[str, Any]]) -> str:
         for row in rows
     ]
     return markdown_table(columns, cells)
+
+
+FAILURE_FILE = "failure.json"  # written instead of results.json by a sweep job that failed
+
+
+def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder of a sweep: its results, or its failure (status and error line)."""
+    jobs = []
+    for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)):
+        for name, status in (("results.json", "ok"), (FAILURE_FILE, "failed")):
+            if (job_dir / name).is_file():
+                row = json.loads((job_dir / name).read_text())
+                jobs.append({"job": job_dir.name, "status": status, **row})
+                break
+    return jobs
+
+
+def varying_overrides(jobs: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose values differ between jobs (the sweep's axes)."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job.get("overrides", []):
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    seen_in_all = {key for key in values if all(any(o.startswith(f"{key}=") for o in j.get("overrides", [])) for j in jobs)}
+    return sorted(key for key, vals in values.items() if len(vals) > 1 or key not in seen_in_all)
+
+
+def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """The summary's header and rows; the job with the best validation accuracy is marked (not the
+    best test accuracy: choosing on the test set would make its figure optimistic)."""
+    jobs = sweep_jobs(sweep_dir)
+    axes = varying_overrides(jobs)
+    finished = [j for j in jobs if j["status"] == "ok"]
+    best = max(finished, key=lambda j: j["best_val_acc"], default=None)
+    header = ["job", *axes, "params", "epochs", "best val acc", "test acc", "seconds", "status"]
+    rows = []
+    for job in jobs:
+        settings = dict(o.partition("=")[::2] for o in job.get("overrides", []))
+        cells = [job["job"] + (" (best)" if job is best else ""), *(settings.get(axis, "") for axis in axes)]
+        if job["status"] == "ok":
+            cells += [f"{job['params']:,}", str(job["epochs"]), f"{100 * job['best_val_acc']:.2f} %",
+                      f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
+        else:
+            cells += ["", "", "", "", "", f"failed: {job.get('error', '')}"]
+        rows.append(cells)
+    return header, rows
+
+
+def write_sweep_summary(sweep_dir: Path) -> None:
+    """summary.csv and summary.md in the sweep folder, rewritten (atomically) as each job ends."""
+    header, rows = sweep_summary(sweep_dir)
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])
+    (sweep_dir / "summary.csv.tmp").write_text(text.getvalue())
+    (sweep_dir / "summary.csv.tmp").replace(sweep_dir / "summary.csv")
+    failed = sum(row[-1].startswith("failed") for row in rows)
+    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest best val acc. "
+                f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
+    markdown += markdown_table([(h, "l") for h in header], rows)
+    (sweep_dir / "summary.md.tmp").write_text(markdown)
+    (sweep_dir / "summary.md.tmp").replace(sweep_dir / "summary.md")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,6 +69,7 @@ def _precision(value: Any) -> bool:
 
 RULES = (
     Rule("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    Rule("threads", lambda v: v == "auto" or _positive_int(v), "auto or a positive integer"),
     Rule("data.batch_size", _positive_int, "a positive integer"),
     Rule("data.eval_batch_size", _positive_int, "a positive integer"),
     Rule("data.val_size", lambda v: _positive_int(v) and v < TRAIN_SIZE, f"an integer from 1 to {TRAIN_SIZE - 1}"),

@@ -173,14 +173,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
 
     test_report = module.test_report()
-    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
     metrics = {
         "val/acc_best": best_val_acc,
         "test/acc": test_metrics["test/acc"],
         "test/loss": test_metrics["test/loss"],
     }
+    if not trainer.is_global_zero:
+        return metrics  # under DDP only rank 0 writes the results, plots and figures
+    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
     log_final_hyperparameters(trainer, cfg, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
     results = {
+        "task": "train",
         "model": cfg.model.name,
         "experiment": cfg.experiment_name or cfg.model.name,
         "claim": cfg.claim,
@@ -202,6 +205,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "hardware": hardware,
         "precision": precision,
         "memory_layout": layout,
+        "processes": trainer.world_size,
+        "global_batch_size": cfg.data.batch_size * trainer.world_size,
         "tags": list(cfg.get("tags") or []),
         "history": epochs,
     }

@@ -1,0 +1,95 @@
+"""Sweeps on Hydra's own engines: a parallel (joblib) sweep, a local submitit sweep, an Optuna
+search in memory and one in SQLite that a second run continues, each ending with the sweep summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import CONF_DIR, run_cli
+from hydra import compose, initialize_config_dir
+
+from mnist_budget.report import sweep_summary
+
+FAST = ("trainer.fast_dev_run=true", "callbacks.progress_bar.refresh_rate=0")
+
+
+def summary_rows(sweep: Path) -> list[dict[str, str]]:
+    assert (sweep / "summary.md").is_file()
+    return list(csv.DictReader((sweep / "summary.csv").open()))
+
+
+def test_the_slurm_launcher_config_composes():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert {"partition", "gpus_per_node", "cpus_per_task", "timeout_min", "array_parallelism"} <= set(launcher)
+
+
+def test_summary_marks_the_best_validation_job_and_lists_failures(tmp_path):
+    for job, (acc, val) in enumerate([(0.99, 0.98), (0.98, 0.99)]):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "results.json").write_text(json.dumps({
+            "overrides": [f"optim.lr={0.1 * (job + 1)}", "seed=1"], "params": 10, "epochs": 2,
+            "best_val_acc": val, "test_acc": acc, "train_seconds": 3.0}))  # fmt: skip
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "failure.json").write_text(json.dumps({"overrides": ["optim.lr=-1", "seed=1"], "error": "bad lr"}))
+    header, rows = sweep_summary(tmp_path)
+    assert header[:2] == ["job", "optim.lr"] and "seed" not in header  # only what varies
+    assert rows[1][0] == "1 (best)" and rows[0][0] == "0"  # by validation accuracy, not test accuracy
+    assert rows[2][-1] == "failed: bad lr"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
+def test_a_two_job_sweep_on_a_launcher(mnist_root, tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", f"hydra/launcher={launcher}", "seed=1,2", f"hydra.sweep.dir={sweep}", *FAST,
+                     data_dir=mnist_root, run_dir=tmp_path / "unused")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = summary_rows(sweep)
+    assert [row["seed"] for row in rows] == ["1", "2"] and all(row["status"] == "ok" for row in rows)
+    assert sum(row["job"].endswith("(best)") for row in rows) == 1
+    for job in ("0", "1"):
+        assert (sweep / job / "results.json").is_file()
+    if launcher == "parallel":  # two jobs at once share the cores: one torch thread each here
+        logs = [(sweep / job / "run.log").read_text() for job in ("0", "1")]
+        cores = os.sched_getaffinity(0)
+        assert all(f"{max(1, len(cores) // 2)} threads" in log for log in logs)
+
+
+@pytest.mark.slow
+def test_optuna_search_in_sqlite_continues_and_records_failed_trials(mnist_root, tmp_path):
+    logs = tmp_path / "outputs"
+    common = ("hparams_search=optuna_sqlite", "hydra.sweeper.n_trials=2", f"paths.log_dir={logs}",
+              "hydra.sweeper.params={optim.lr:'choice(0.1,-1.0)'}", *FAST)  # a bad lr makes some trials fail
+    for attempt in ("first", "second"):
+        result = run_cli(*common, f"hydra.sweep.dir={tmp_path / attempt}", data_dir=mnist_root, run_dir=tmp_path / "unused")
+        assert (tmp_path / attempt / "summary.csv").is_file(), result.stderr[-3000:]
+    database = logs / "optuna" / "mnist_budget.db"
+    with sqlite3.connect(database) as db:
+        states = [state for (state,) in db.execute("select state from trials order by number")]
+    assert len(states) == 4  # the second run continued the study: 2 + 2 trials
+    assert set(states) <= {"COMPLETE", "FAIL"}
+    failed = [row for attempt in ("first", "second") for row in summary_rows(tmp_path / attempt)
+              if row["status"].startswith("failed")]  # fmt: skip
+    assert states.count("FAIL") == len(failed)  # every failed trial is in the summary with its line
+    assert all("optim.lr=-1.0 is invalid" in row["status"] for row in failed)
+
+
+@pytest.mark.slow
+def test_two_process_cpu_ddp_fits_and_tests_once(mnist_root, tmp_path):
+    run = tmp_path / "ddp"
+    result = run_cli("trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=10", "data.batch_size=64",
+                     "callbacks.progress_bar.refresh_rate=0", data_dir=mnist_root, run_dir=run)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["processes"] == 2 and results["global_batch_size"] == 128
+    assert sum(map(sum, results["confusion_matrix"])) == 10_000  # both shards of the test set, once each
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same folder
+    assert sorted(p.name for p in run.glob("*.json")) == ["results.json"]
