@@ -81,10 +81,12 @@ def make_cfg(tmp_path: Path, mnist_root: Path) -> Callable[..., DictConfig]:
 
 
 def run_cli(*args: str, data_dir: Path | str, run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python run.py`` the way a user does, in a subprocess."""
+    """Run ``python run.py`` the way a user does, in a subprocess (flags such as -m first)."""
     env = {**os.environ, "MNIST_BUDGET_DATA": str(data_dir)}
+    flags = [arg for arg in args if arg.startswith("-")]
+    overrides = [arg for arg in args if not arg.startswith("-")]
     return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run_dir}", *args],
+        [sys.executable, str(ROOT / "run.py"), *flags, f"hydra.run.dir={run_dir}", *overrides],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -189,6 +189,15 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         check_task_inputs(cfg)
     if cfg.task_name != "predict":
         check_data_files(cfg)
+    make_study_folder(cfg)
+
+
+def make_study_folder(cfg: DictConfig) -> None:
+    """Create the folder of an Optuna SQLite study (SQLite creates the file, not its folder); the
+    one thing preflight writes, and only once every check has passed."""
+    storage = OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)
+    if isinstance(storage, str) and storage.startswith("sqlite:///"):
+        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 def required(cfg: DictConfig, key: str, what: str) -> str:
