@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> float:
 
     module_name, function = TASKS[cfg.task_name].split(":")
     run_task = getattr(importlib.import_module(module_name), function)
-    set_threads(cfg.get("threads", "auto"))
+    set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)

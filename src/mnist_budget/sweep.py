@@ -1,5 +1,6 @@
-"""What each job of a multirun (``-m``) does besides its task: share the cores, record a failure,
-and rewrite the sweep's summary (``summary.csv`` and ``summary.md`` in the sweep folder).
+"""What a job does besides its task: share the cores among the processes that train at once (sweep
+jobs, CPU DDP processes) and, in a multirun (``-m``), record a failure and rewrite the sweep's
+summary (``summary.csv`` and ``summary.md`` in the sweep folder).
 
 Works the same under every Hydra launcher (basic, joblib, submitit): each job, as it ends, takes a
 lock on the sweep folder and rewrites the summary from every job folder's results.json or
@@ -12,6 +13,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -39,17 +41,27 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def set_threads(requested: int | str) -> int:
-    """torch's thread count: ``auto`` shares the cores among the jobs running at once; a number is used as is.
+def cpu_processes(trainer: Any) -> int:
+    """Training processes on this machine's CPU: trainer.devices under CPU DDP (trainer=ddp_cpu), else 1."""
+    devices = trainer.get("devices", 1)
+    if str(trainer.get("accelerator")) == "cpu" and isinstance(devices, int) and devices > 1:
+        return devices
+    return 1
 
-    Parallel jobs that each start one thread per core fight over the cores (see the README's
-    "Scaling out" for the measurement).
+
+def set_threads(requested: int | str, trainer: Any) -> int:
+    """torch's thread count: ``auto`` shares the cores among the processes that train at once (parallel
+    sweep jobs, CPU DDP processes); a number is used as is.
+
+    Processes that each start one thread per core fight over the cores: a 4-job sweep of two
+    jobs at a time with 2 threads each took 237 s against 49 s with 1 thread each (README,
+    "Scale out").
     """
     if str(requested) == "auto":
-        jobs = parallel_jobs()
-        if jobs == 1:
+        processes = parallel_jobs() * cpu_processes(trainer)
+        if processes == 1:
             return torch.get_num_threads()  # torch's default: one per core
-        threads = max(1, available_cores() // jobs)
+        threads = max(1, available_cores() // processes)
     else:
         threads = int(requested)
     torch.set_num_threads(threads)
