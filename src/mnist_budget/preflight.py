@@ -189,31 +189,27 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         check_task_inputs(cfg)
     if cfg.task_name != "predict":
         check_data_files(cfg)
-    make_study_folder(cfg)
+    check_trackers(cfg)
+    make_sqlite_folders(cfg)
 
 
-def make_study_folder(cfg: DictConfig) -> None:
-    """Create the folder of an Optuna SQLite study (SQLite creates the file, not its folder); the
-    one thing preflight writes, and only once every check has passed."""
-    storage = OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)
-    if isinstance(storage, str) and storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+def check_trackers(cfg: DictConfig) -> None:
+    """logger=mlflow or wandb needs its optional package."""
+    import importlib.util
+
+    packages = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb", "wandb_logger": "wandb"}
+    for name, entry in (cfg.get("logger") or {}).items():
+        target = str((entry or {}).get("_target_", ""))
+        package = next((pkg for key, pkg in packages.items() if target.endswith(key)), None)
+        if package and importlib.util.find_spec(package) is None:
+            raise UserError(f"logger={name} needs the {package} package: uv sync --extra {package} (or pip install {package})")
 
 
-def required(cfg: DictConfig, key: str, what: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
-    return str(cfg[key])
-
-
-def check_task_inputs(cfg: DictConfig) -> None:
-    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
-    from mnist_budget.checkpoints import load_network
-
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
-    if cfg.task_name == "predict":
-        from mnist_budget.tasks.predict import find_inputs
-
-        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
-    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
-        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")
+def make_sqlite_folders(cfg: DictConfig) -> None:
+    """Create the folders of SQLite stores (an Optuna study, an MLflow tracking database): SQLite
+    creates the file, not its folder. The one thing preflight writes, once every check has passed."""
+    stores = [OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)]
+    stores += [entry.get("tracking_uri") for entry in (cfg.get("logger") or {}).values() if entry]
+    for store in stores:
+        if isinstance(store, str) and store.startswith("sqlite:///"):
+            Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,66 @@
+"""Optional trackers: logger=mlflow (local SQLite store) and logger=wandb (offline unless logged in).
+
+Where the extra is installed (`uv sync --extra mlflow --extra wandb`) a short run logs to it;
+where it is not, the command is refused in one line naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import run_cli
+
+from mnist_budget.loggers import wandb_logged_in
+
+SHORT = ("trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+         "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+
+
+def refused_for_missing(result, package: str) -> None:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"needs the {package} package: uv sync --extra {package}" in result.stderr
+
+
+def test_mlflow_logs_to_a_local_store(mnist_root, tmp_path):
+    logs = tmp_path / "outputs"
+    result = run_cli("logger=[tensorboard,mlflow]", f"paths.log_dir={logs}", *SHORT, data_dir=mnist_root, run_dir=tmp_path / "run")
+    if importlib.util.find_spec("mlflow") is None:
+        refused_for_missing(result, "mlflow")
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{logs / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mnist_budget").experiment_id])
+    assert {"test/acc", "val/acc", "hp/test_acc"} <= set(run.data.metrics)
+    assert (tmp_path / "run" / "tensorboard").is_dir()  # both loggers at once
+
+
+def test_wandb_runs_offline_unless_logged_in(mnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert not wandb_logged_in()
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_logged_in()
+    monkeypatch.delenv("WANDB_API_KEY")
+    result = run_cli("logger=wandb", *SHORT, data_dir=mnist_root, run_dir=tmp_path / "run")
+    if importlib.util.find_spec("wandb") is None:
+        refused_for_missing(result, "wandb")
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb"))  # the run's data, for `wandb sync` later
+
+
+@pytest.mark.parametrize("logger", ["mlflow", "wandb"])
+def test_a_missing_tracker_package_is_named(make_cfg, monkeypatch, logger):
+    from mnist_budget.errors import UserError
+    from mnist_budget.preflight import check_trackers
+
+    cfg = make_cfg(f"logger={logger}")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == logger else real_find_spec(name, *a))
+    with pytest.raises(UserError, match=rf"logger={logger} needs the {logger} package: uv sync --extra {logger}"):
+        check_trackers(cfg)
