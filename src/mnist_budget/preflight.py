@@ -213,3 +213,22 @@ def make_sqlite_folders(cfg: DictConfig) -> None:
     for store in stores:
         if isinstance(store, str) and store.startswith("sqlite:///"):
             Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def required(cfg: DictConfig, key: str, what: str) -> str:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
+    return str(cfg[key])
+
+
+def check_task_inputs(cfg: DictConfig) -> None:
+    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
+    from mnist_budget.checkpoints import load_network
+
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    if cfg.task_name == "predict":
+        from mnist_budget.tasks.predict import find_inputs
+
+        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
+        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")
