@@ -131,7 +131,7 @@ def main() -> None:
             predicted = int(classify(net, tensor.unsqueeze(0), 1).argmax())
             hits[method][kind].append(predicted == int(labels[index]))
     print(f"model {hparams['model']['name']}, {args.count} images in {folder}")
-    print(f"| kind | images | MNIST-style preprocessing | plain resize to 28x28 |\n| --- | ---: | ---: | ---: |")
+    print("| kind | images | MNIST-style preprocessing | plain resize to 28x28 |\n| --- | ---: | ---: | ---: |")
     for kind in names:
         got = [hits[m][kind] for m in ("mnist_style", "plain_resize")]
         print(f"| {kind} | {len(got[0])} | {100 * np.mean(got[0]):.1f} % | {100 * np.mean(got[1]):.1f} % |")
