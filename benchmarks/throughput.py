@@ -34,7 +34,7 @@ from common import (
     device_note,
     project_config,
 )
-from mnist_budget.data import MNIST_MEAN, MNIST_STD
+from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
 from mnist_budget.module import Classifier
 from mnist_budget.tasks.train import build_datamodule, build_trainer
 

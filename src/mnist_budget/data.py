@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchvision.datasets import MNIST
 
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import IDX_FILES, MNIST_MEAN, MNIST_STD, TRAIN_SIZE, idx_file_problem, normalise  # noqa: F401
+from mnist_budget.mnist_files import IDX_FILES, idx_file_problem, normalise
 
 
 def _missing_data_fix(raw: Path) -> str:
@@ -211,13 +211,6 @@ class MNISTDataModule(L.LightningDataModule):
         return index_loader(self.splits[split], self._batches(split, batch_size, shuffle=False, seed=0))
 
     def train_dataloader(self) -> DataLoader:
-        if self.trainer is not None and self.trainer.overfit_batches:
-            # Lightning would swap the index-batch sampler for a per-sample one, which this loader
-            # cannot serve; the same run is limit_train_batches with data.shuffle=false.
-            raise UserError(
-                f"trainer.overfit_batches={self.trainer.overfit_batches} does not work with the in-memory "
-                "loader: use debug=overfit (a few fixed batches, data.shuffle=false)"
-            )
         dataset = self.splits["train"]
         self.train_batches = self._batches("train", self.batch_size, self.shuffle, self.shuffle_seed)
         if self.resume_state is not None:
@@ -240,7 +233,6 @@ class MNISTDataModule(L.LightningDataModule):
             "batch_size": self.batch_size,
             "epoch": self.trainer.current_epoch,
             "trained_batches": self.train_batches.trained,
-            "epoch_finished": self.train_batches.trained >= self.trainer.num_training_batches,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -258,8 +250,8 @@ class MNISTDataModule(L.LightningDataModule):
                 f"{state['batch_size']}, this run has {size} in batches of {self.batch_size}: resume with "
                 "the data.* settings of the run that wrote it"
             )
-        if not state["epoch_finished"]:
-            self.train_batches.resume_at = (state["epoch"], state["trained_batches"])
+        # Saved at an epoch's end, the next epoch has another number and starts from its beginning.
+        self.train_batches.resume_at = (state["epoch"], state["trained_batches"])
 
     def on_after_batch_transfer(
         self, batch: list[torch.Tensor] | torch.Tensor, dataloader_idx: int
