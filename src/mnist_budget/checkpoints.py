@@ -53,6 +53,21 @@ def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
     return path
 
 
+def checkpoint_to_resume(ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint a run resumes from (``last``: ``run_dir``'s) and its contents.
+
+    Refused in one line: a file that is missing or unsafe, or one written with other model or
+    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
+    """
+    path = resolve_checkpoint_path(ckpt_path, run_dir)
+    checkpoint = load_checkpoint(path, model.get("name"))
+    for group, current in (("model", model), ("optim", optim)):
+        difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
+        if difference:
+            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    return path, checkpoint
+
+
 def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
     """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
     if isinstance(saved, dict) and isinstance(current, dict):

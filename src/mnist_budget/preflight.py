@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.checkpoints import checkpoint_to_resume
 from mnist_budget.mnist_files import IDX_FILES, idx_file_problem
 from mnist_budget.errors import UserError, find_user_error
 from mnist_budget.models import count_parameters
@@ -132,13 +132,8 @@ def check_augment(cfg: DictConfig) -> None:
 
 def check_resume(cfg: DictConfig, run_dir: Path) -> None:
     """A checkpoint to resume must exist, load safely and come from the same model and optimiser settings."""
-    path = resolve_checkpoint_path(str(cfg.ckpt_path), run_dir)
-    checkpoint = load_checkpoint(path, cfg.model.name)
-    for group in ("model", "optim"):
-        current = OmegaConf.to_container(cfg[group], resolve=True)
-        difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
-        if difference:
-            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
+    checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim)
 
 
 def check_data_files(cfg: DictConfig) -> None:

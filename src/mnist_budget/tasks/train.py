@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.callbacks import EpochHistory, ParameterBudget, RandomState
 from mnist_budget.checkpoint_io import AtomicCheckpointIO
-from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.checkpoints import checkpoint_to_resume
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line, run_settings
@@ -97,20 +97,12 @@ def build_trainer(cfg: DictConfig, *extra_callbacks: Callback, resume_step: int 
     )
 
 
-def checkpoint_to_resume(cfg: DictConfig, module: Classifier) -> tuple[str | None, int | None]:
-    """The checkpoint path to resume from (``ckpt_path``, ``last`` resolved) and its global step.
-
-    Refused in one line: a file that is missing or unsafe, or one written with other model or
-    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
-    """
+def resume_from(cfg: DictConfig, module: Classifier) -> tuple[str | None, int | None]:
+    """The checkpoint path to resume from (``ckpt_path``, ``last`` resolved) and its global step."""
     if not cfg.get("ckpt_path"):
         return None, None
-    path = resolve_checkpoint_path(str(cfg.ckpt_path), Path(cfg.paths.output_dir))
-    checkpoint = load_checkpoint(path, cfg.model.name)
-    for group in ("model", "optim"):
-        difference = first_difference(checkpoint["hyper_parameters"].get(group), module.hparams[group], group)
-        if difference:
-            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    model, optim = module.hparams["model"], module.hparams["optim"]
+    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim)
     log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
     return str(path), int(checkpoint["global_step"])
 
@@ -151,7 +143,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
     if cfg.test_checkpoint not in ("best", "last"):
         raise UserError(f"test_checkpoint={cfg.test_checkpoint} must be best or last")
-    ckpt_path, resume_step = checkpoint_to_resume(cfg, module)
+    ckpt_path, resume_step = resume_from(cfg, module)
 
     datamodule = build_datamodule(cfg)
     budget = ParameterBudget(cfg.model.budget)
