@@ -10,6 +10,7 @@ data files. Each problem is one ``UserError`` naming the bad value and the fix.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -23,11 +24,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_budget.checkpoints import checkpoint_to_resume
-from mnist_budget.mnist_files import IDX_FILES, idx_file_problem
+from mnist_budget.checkpoints import checkpoint_to_resume, load_network
 from mnist_budget.errors import UserError, find_user_error
-from mnist_budget.models import count_parameters
 from mnist_budget.hardware import run_settings
+from mnist_budget.mnist_files import IDX_FILES, idx_file_problem
+from mnist_budget.models import count_parameters
 from mnist_budget.validate import check_config
 
 # Hydra flags after which the command does not train (or is not ours to check).
@@ -156,6 +157,43 @@ def check_data_files(cfg: DictConfig) -> None:
         )
 
 
+def check_trackers(cfg: DictConfig) -> None:
+    """logger=mlflow or wandb needs its optional package."""
+    packages = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb", "wandb_logger": "wandb"}
+    for name, entry in (cfg.get("logger") or {}).items():
+        target = str((entry or {}).get("_target_", ""))
+        package = next((pkg for key, pkg in packages.items() if target.endswith(key)), None)
+        if package and importlib.util.find_spec(package) is None:
+            raise UserError(f"logger={name} needs the {package} package: uv sync --extra {package} (or pip install {package})")
+
+
+def make_sqlite_folders(cfg: DictConfig) -> None:
+    """Create the folders of SQLite stores (an Optuna study, an MLflow tracking database): SQLite
+    creates the file, not its folder. The one thing preflight writes, once every check has passed."""
+    stores = [OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)]
+    stores += [entry.get("tracking_uri") for entry in (cfg.get("logger") or {}).values() if entry]
+    for store in stores:
+        if isinstance(store, str) and store.startswith("sqlite:///"):
+            Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def required(cfg: DictConfig, key: str, what: str) -> str:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
+    return str(cfg[key])
+
+
+def check_task_inputs(cfg: DictConfig) -> None:
+    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    if cfg.task_name == "predict":
+        from mnist_budget.tasks.predict import find_inputs
+
+        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
+        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")
+
+
 def preflight(argv: list[str], conf_dir: Path) -> None:
     """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem."""
     if any(arg in OTHER_MODES or arg.startswith(("--config", "-c=")) for arg in argv):
@@ -186,44 +224,3 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         check_data_files(cfg)
     check_trackers(cfg)
     make_sqlite_folders(cfg)
-
-
-def check_trackers(cfg: DictConfig) -> None:
-    """logger=mlflow or wandb needs its optional package."""
-    import importlib.util
-
-    packages = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb", "wandb_logger": "wandb"}
-    for name, entry in (cfg.get("logger") or {}).items():
-        target = str((entry or {}).get("_target_", ""))
-        package = next((pkg for key, pkg in packages.items() if target.endswith(key)), None)
-        if package and importlib.util.find_spec(package) is None:
-            raise UserError(f"logger={name} needs the {package} package: uv sync --extra {package} (or pip install {package})")
-
-
-def make_sqlite_folders(cfg: DictConfig) -> None:
-    """Create the folders of SQLite stores (an Optuna study, an MLflow tracking database): SQLite
-    creates the file, not its folder. The one thing preflight writes, once every check has passed."""
-    stores = [OmegaConf.select(cfg, "hydra.sweeper.storage", default=None)]
-    stores += [entry.get("tracking_uri") for entry in (cfg.get("logger") or {}).values() if entry]
-    for store in stores:
-        if isinstance(store, str) and store.startswith("sqlite:///"):
-            Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-
-def required(cfg: DictConfig, key: str, what: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
-    return str(cfg[key])
-
-
-def check_task_inputs(cfg: DictConfig) -> None:
-    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
-    from mnist_budget.checkpoints import load_network
-
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
-    if cfg.task_name == "predict":
-        from mnist_budget.tasks.predict import find_inputs
-
-        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
-    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
-        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")
