@@ -19,11 +19,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 from mnist_budget.hardware import hardware_label  # noqa: E402
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, then rename: an interrupted run never leaves a half-written file."""
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text)
+    staging.replace(path)
+
+
 def write_results(path: Path, results: dict[str, Any]) -> None:
-    """Write results atomically, so an interrupted run never leaves a half-written file."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(results, indent=2, sort_keys=False) + "\n")
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -259,14 +263,12 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     header, rows = sweep_summary(sweep_dir)
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])
-    (sweep_dir / "summary.csv.tmp").write_text(text.getvalue())
-    (sweep_dir / "summary.csv.tmp").replace(sweep_dir / "summary.csv")
+    write_atomically(sweep_dir / "summary.csv", text.getvalue())
     failed = sum(row[-1].startswith("failed") for row in rows)
     markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest best val acc. "
                 f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
     markdown += markdown_table([(h, "l") for h in header], rows)
-    (sweep_dir / "summary.md.tmp").write_text(markdown)
-    (sweep_dir / "summary.md.tmp").replace(sweep_dir / "summary.md")
+    write_atomically(sweep_dir / "summary.md", markdown)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     net, hparams = load_network(cfg.ckpt_path)
     module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {})
-    module.net.load_state_dict(net.state_dict())
+    module.net = net  # the checkpoint's weights, loaded once (load_network)
     device, precision, layout = run_settings(cfg)
     hardware = describe(device)
     log.info("hardware: %s; precision: %s", hardware_line(hardware), precision)
