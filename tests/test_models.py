@@ -51,3 +51,17 @@ def test_fast_cnn_pools_after_one_convolution():
     for hook in hooks:
         hook.remove()
     assert shapes == [(28, 28), (13, 13), (11, 11), (4, 4), (4, 4)]
+
+
+def test_separable_fast_cnn_makes_its_4x4_convolutions_depthwise():
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    separable = FastCNN(channels=(8, 10, 12, 20, 20), pointwise=0, separable=True)
+    depthwise = [m for m in separable.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert [(m.in_channels, m.groups) for m in depthwise] == [(12, 12), (20, 20)]
+    # 9*in + in*out weights per 4x4 conv instead of 9*in*out
+    plain = FastCNN(channels=(8, 10, 12, 20, 20), pointwise=0)
+    assert count_parameters(plain) - count_parameters(separable) == (9 * 12 * 20 - 9 * 12 - 12 * 20 - 2 * 12) + (
+        9 * 20 * 20 - 9 * 20 - 20 * 20 - 2 * 20
+    )
+    assert separable(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

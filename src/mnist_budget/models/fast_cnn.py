@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import conv_bn_relu, separable_conv_bn_relu
 
 
 class FastCNN(nn.Module):
@@ -31,9 +31,11 @@ class FastCNN(nn.Module):
         pointwise: int = 40,
         dropout: float = 0.02,
         num_classes: int = 10,
+        separable: bool = False,
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
-        4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none)."""
+        4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: the 4x4
+        convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the smallest budgets."""
         super().__init__()
         c1, c2, c3, *tail = channels
         layers: list[nn.Module] = [
@@ -46,7 +48,10 @@ class FastCNN(nn.Module):
         ]
         width = c3
         for out in tail:  # 4x4 stage: padded 3x3 convolutions
-            layers.append(conv_bn_relu(width, out, padding=1, bias=False))
+            if separable:
+                layers.append(separable_conv_bn_relu(width, out))
+            else:
+                layers.append(conv_bn_relu(width, out, padding=1, bias=False))
             width = out
         if pointwise:
             layers.append(conv_bn_relu(width, pointwise, bias=False, kernel_size=1))

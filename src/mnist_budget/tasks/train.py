@@ -167,6 +167,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     test_report = module.test_report()
     metrics = {
         "val/acc_best": best_val_acc,
+        "val/acc": epochs[-1].get("val/acc", float("nan")) if epochs else float("nan"),  # the final weights'
+
         "test/acc": test_metrics["test/acc"],
         "test/loss": test_metrics["test/loss"],
     }
