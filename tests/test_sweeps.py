@@ -45,6 +45,19 @@ def test_summary_marks_the_best_validation_job_and_lists_failures(tmp_path):
     assert rows[2][-1] == "failed: bad lr"
 
 
+def test_summary_ranks_by_the_metric_the_sweep_optimised_and_shortens_long_values(tmp_path):
+    # job 0: the best epoch was better; job 1: the final weights are better (what val/acc ranks)
+    for job, (best, final) in enumerate([(0.995, 0.990), (0.993, 0.992)]):
+        (tmp_path / str(job)).mkdir()
+        (tmp_path / str(job) / "results.json").write_text(json.dumps({
+            "overrides": [f"optim.lr={0.30752727452766 + job}"], "params": 10, "epochs": 2, "best_val_acc": best,
+            "final_val_acc": final, "optimized_metric": "val/acc", "test_acc": 0.99, "train_seconds": 3.0}))  # fmt: skip
+    header, rows = sweep_summary(tmp_path)
+    assert [row[0] for row in rows] == ["0", "1 (best)"]
+    assert [row[1] for row in rows] == ["0.3075", "1.308"]
+    assert rows[1][header.index("final val acc")] == "99.20 %"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_a_two_job_sweep_on_a_launcher(mnist_root, tmp_path, launcher):

@@ -237,23 +237,48 @@ def varying_overrides(jobs: list[dict[str, Any]]) -> list[str]:
     return sorted(key for key, vals in values.items() if len(vals) > 1 or key not in seen_in_all)
 
 
+# results.json key of each metric a sweep may optimise (conf/config.yaml's optimized_metric)
+RANKING_KEYS = {"val/acc_best": "best_val_acc", "val/acc": "final_val_acc"}
+
+
+def final_val_acc(result: dict[str, Any]) -> float:
+    """The final weights' validation accuracy (from the epoch history in results.json written
+    before the key existed)."""
+    if "final_val_acc" in result:
+        return result["final_val_acc"]
+    history = [row for row in result.get("history", []) if "val/acc" in row]
+    return history[-1]["val/acc"] if history else float("nan")
+
+
+def short_value(value: str) -> str:
+    """An override value as a reader wants it: Optuna's 0.30752727452766 becomes 0.3075."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
+
+
 def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
-    """The summary's header and rows; the job with the best validation accuracy is marked (not the
-    best test accuracy: choosing on the test set would make its figure optimistic)."""
+    """The summary's header and rows; the best job by the sweep's validation metric is marked (not
+    the best test accuracy: choosing on the test set would make its figure optimistic)."""
     jobs = sweep_jobs(sweep_dir)
     axes = varying_overrides(jobs)
     finished = [j for j in jobs if j["status"] == "ok"]
-    best = max(finished, key=lambda j: j["best_val_acc"], default=None)
-    header = ["job", *axes, "params", "epochs", "best val acc", "test acc", "seconds", "status"]
+    ranking = RANKING_KEYS.get(finished[0].get("optimized_metric", ""), "best_val_acc") if finished else ""
+    for job in finished:
+        job["final_val_acc"] = final_val_acc(job)
+    best = max(finished, key=lambda j: j.get(ranking, -1.0), default=None)
+    header = ["job", *axes, "params", "epochs", "best val acc", "final val acc", "test acc", "seconds", "status"]
     rows = []
     for job in jobs:
         settings = dict(o.partition("=")[::2] for o in job.get("overrides", []))
-        cells = [job["job"] + (" (best)" if job is best else ""), *(settings.get(axis, "") for axis in axes)]
+        cells = [job["job"] + (" (best)" if job is best else ""), *(short_value(settings.get(axis, "")) for axis in axes)]
         if job["status"] == "ok":
             cells += [f"{job['params']:,}", str(job["epochs"]), f"{100 * job['best_val_acc']:.2f} %",
-                      f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
+                      f"{100 * job['final_val_acc']:.2f} %", f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
         else:
-            cells += ["", "", "", "", "", f"failed: {job.get('error', '')}"]
+            cells += ["", "", "", "", "", "", f"failed: {job.get('error', '')}"]
         rows.append(cells)
     return header, rows
 
@@ -265,7 +290,8 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     csv.writer(text).writerows([header, *rows])
     write_atomically(sweep_dir / "summary.csv", text.getvalue())
     failed = sum(row[-1].startswith("failed") for row in rows)
-    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest best val acc. "
+    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest validation accuracy "
+                f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
                 f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
     markdown += markdown_table([(h, "l") for h in header], rows)
     write_atomically(sweep_dir / "summary.md", markdown)

@@ -185,6 +185,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "budget": cfg.model.budget,
         "epochs": len(epochs),
         "best_val_acc": best_val_acc,
+        "final_val_acc": metrics["val/acc"],
+        "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
         "test_acc": metrics["test/acc"],
         "test_loss": metrics["test/loss"],
         "per_class_acc": test_report["per_class_acc"],
