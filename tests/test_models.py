@@ -56,7 +56,7 @@ def test_fast_cnn_pools_after_one_convolution():
 def test_separable_fast_cnn_makes_its_4x4_convolutions_depthwise():
     from mnist_budget.models.fast_cnn import FastCNN
 
-    separable = FastCNN(channels=(8, 10, 12, 20, 20), pointwise=0, separable=True)
+    separable = FastCNN(channels=(8, 10, 12, 20, 20), pointwise=0, separable=2)
     depthwise = [m for m in separable.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert [(m.in_channels, m.groups) for m in depthwise] == [(12, 12), (20, 20)]
     # 9*in + in*out weights per 4x4 conv instead of 9*in*out

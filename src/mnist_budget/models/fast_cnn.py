@@ -31,27 +31,34 @@ class FastCNN(nn.Module):
         pointwise: int = 40,
         dropout: float = 0.02,
         num_classes: int = 10,
-        separable: bool = False,
+        separable: int = 0,
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
-        4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: the 4x4
-        convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the smallest budgets."""
+        4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
+        of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the
+        smallest budgets (the first conv, on one input channel, never is)."""
         super().__init__()
+        if not 0 <= separable < len(channels):
+            raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
         c1, c2, c3, *tail = channels
+        first_separable = len(channels) - separable  # index into channels
+
+        def conv(index: int, width: int, out: int, padding: int) -> nn.Module:
+            if index >= first_separable:
+                return separable_conv_bn_relu(width, out, padding=padding)
+            return conv_bn_relu(width, out, padding=padding, bias=False)
+
         layers: list[nn.Module] = [
             conv_bn_relu(1, c1, bias=False),
             nn.MaxPool2d(2),
-            conv_bn_relu(c1, c2, bias=False),
-            conv_bn_relu(c2, c3, bias=False),
+            conv(1, c1, c2, padding=0),
+            conv(2, c2, c3, padding=0),
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
         ]
         width = c3
-        for out in tail:  # 4x4 stage: padded 3x3 convolutions
-            if separable:
-                layers.append(separable_conv_bn_relu(width, out))
-            else:
-                layers.append(conv_bn_relu(width, out, padding=1, bias=False))
+        for index, out in enumerate(tail, start=3):  # 4x4 stage: padded 3x3 convolutions
+            layers.append(conv(index, width, out, padding=1))
             width = out
         if pointwise:
             layers.append(conv_bn_relu(width, pointwise, bias=False, kernel_size=1))
