@@ -73,6 +73,7 @@ CONFIG_CASES = [
     (["trainer.max_epoch=3"], ("trainer.max_epoch", "spelling")),
     (["optim.lr"], ("optim.lr",)),
     (["test_checkpoint=worst"], ("test_checkpoint='worst'", "best or last")),
+    (["hparams_search=record"], ("hydra.sweeper.study_name is empty", "experiment=record_20k")),
     (["callbacks.memory_format.layout=diagonal"], ("layout=diagonal",)),
     (["callbacks=[default,ema]", "callbacks.ema.decay=1.5"], ("callbacks.ema.decay=1.5",)),
     (["augment._args_.0.degrees=-1"], ("augment degrees=-1",)),

@@ -157,6 +157,16 @@ def check_data_files(cfg: DictConfig) -> None:
         )
 
 
+def check_study_name(cfg: DictConfig) -> None:
+    """An Optuna study kept in a file needs a name: hparams_search=record takes the experiment's."""
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
+    if "study_name" in sweeper and sweeper.get("storage") and not sweeper.get("study_name"):
+        raise UserError(
+            "hydra.sweeper.study_name is empty (hparams_search=record names the study after the experiment): "
+            "add experiment=record_20k, record_8k or record_4k, or hydra.sweeper.study_name=<name>"
+        )
+
+
 def check_trackers(cfg: DictConfig) -> None:
     """logger=mlflow or wandb needs its optional package."""
     packages = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb", "wandb_logger": "wandb"}
@@ -223,4 +233,5 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     if cfg.task_name != "predict":
         check_data_files(cfg)
     check_trackers(cfg)
+    check_study_name(cfg)
     make_sqlite_folders(cfg)
