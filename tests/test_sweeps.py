@@ -51,7 +51,7 @@ def test_summary_ranks_by_the_metric_the_sweep_optimised_and_shortens_long_value
         (tmp_path / str(job)).mkdir()
         (tmp_path / str(job) / "results.json").write_text(json.dumps({
             "overrides": [f"optim.lr={0.30752727452766 + job}"], "params": 10, "epochs": 2, "best_val_acc": best,
-            "final_val_acc": final, "optimized_metric": "val/acc", "test_acc": 0.99, "train_seconds": 3.0}))  # fmt: skip
+            "history": [{"val/acc": best}, {"val/acc": final}], "optimized_metric": "val/acc", "test_acc": 0.99, "train_seconds": 3.0}))  # fmt: skip
     header, rows = sweep_summary(tmp_path)
     assert [row[0] for row in rows] == ["0", "1 (best)"]
     assert [row[1] for row in rows] == ["0.3075", "1.308"]

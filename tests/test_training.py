@@ -52,6 +52,7 @@ def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path
     assert results["test_acc"] == pytest.approx(metrics["test/acc"])
     assert 0.0 <= results["test_acc"] <= 1.0
     assert results["best_val_acc"] == pytest.approx(max(row["val/acc"] for row in results["history"]))
+    assert metrics["val/acc"] == pytest.approx(results["history"][-1]["val/acc"])  # what hparams_search=record ranks
     assert (tmp_path / "training_metrics.png").stat().st_size > 0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 

@@ -237,17 +237,10 @@ def varying_overrides(jobs: list[dict[str, Any]]) -> list[str]:
     return sorted(key for key, vals in values.items() if len(vals) > 1 or key not in seen_in_all)
 
 
-# results.json key of each metric a sweep may optimise (conf/config.yaml's optimized_metric)
-RANKING_KEYS = {"val/acc_best": "best_val_acc", "val/acc": "final_val_acc"}
-
-
-def final_val_acc(result: dict[str, Any]) -> float:
-    """The final weights' validation accuracy (from the epoch history in results.json written
-    before the key existed)."""
-    if "final_val_acc" in result:
-        return result["final_val_acc"]
-    history = [row for row in result.get("history", []) if "val/acc" in row]
-    return history[-1]["val/acc"] if history else float("nan")
+def final_val_acc(history: list[dict[str, Any]]) -> float:
+    """The final weights' validation accuracy: the last validated epoch of a run's history."""
+    validated = [row for row in history if "val/acc" in row]
+    return validated[-1]["val/acc"] if validated else float("nan")
 
 
 def short_value(value: str) -> str:
@@ -265,10 +258,11 @@ def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
     jobs = sweep_jobs(sweep_dir)
     axes = varying_overrides(jobs)
     finished = [j for j in jobs if j["status"] == "ok"]
-    ranking = RANKING_KEYS.get(finished[0].get("optimized_metric", ""), "best_val_acc") if finished else ""
     for job in finished:
-        job["final_val_acc"] = final_val_acc(job)
-    best = max(finished, key=lambda j: j.get(ranking, -1.0), default=None)
+        job["final_val_acc"] = final_val_acc(job.get("history", []))
+    # conf/config.yaml's optimized_metric: val/acc ranks the final weights, val/acc_best the best epoch
+    final = bool(finished) and finished[0].get("optimized_metric") == "val/acc"
+    best = max(finished, key=lambda j: j["final_val_acc" if final else "best_val_acc"], default=None)
     header = ["job", *axes, "params", "epochs", "best val acc", "final val acc", "test acc", "seconds", "status"]
     rows = []
     for job in jobs:
