@@ -136,8 +136,8 @@ def test_checkpoint_whose_unpickling_would_run_code(earlier_run, mnist_root, tmp
 
 
 def test_checkpoint_of_another_model(earlier_run, mnist_root, tmp_path):
-    other = fake_checkpoint(tmp_path / "other.ckpt", model="seed_004")
-    refused_in(earlier_run, mnist_root, f"ckpt_path={other}", fragments=("trained for model 'seed_004'", "model=seed_004"))
+    other = fake_checkpoint(tmp_path / "other.ckpt", model="reference_004")
+    refused_in(earlier_run, mnist_root, f"ckpt_path={other}", fragments=("trained for model 'reference_004'", "model=reference_004"))
 
 
 def test_checkpoint_with_other_optimiser_settings(earlier_run, mnist_root, tmp_path):

@@ -13,8 +13,8 @@ from mnist_budget.errors import UserError
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     path = tmp_path / "other.ckpt"
-    torch.save({"hyper_parameters": {"model": {"name": "seed_004"}}, "state_dict": {}}, path)
-    with pytest.raises(UserError, match=r"trained for model 'seed_004', not 'gap_cnn'"):
+    torch.save({"hyper_parameters": {"model": {"name": "reference_004"}}, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"trained for model 'reference_004', not 'gap_cnn'"):
         load_checkpoint(path, "gap_cnn")
 
 

@@ -18,12 +18,12 @@ def fake_result(experiment: str, test_acc: float) -> dict:
 
 
 def test_table_has_one_row_per_run_with_its_figures(tmp_path, capsys):
-    for name, acc in (("seed_001", 0.9951), ("seed_000", 0.9938)):
+    for name, acc in (("reference_001", 0.9951), ("reference_000", 0.9938)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(fake_result(name, acc)))
     main([str(tmp_path), "--output", str(tmp_path / "table.md")])
     rows = capsys.readouterr().out.splitlines()[2:]
-    assert [row.split("|")[1].strip() for row in rows] == ["seed_000", "seed_001"]
+    assert [row.split("|")[1].strip() for row in rows] == ["reference_000", "reference_001"]
     assert "**99.38 %**" in rows[0] and "17,994" in rows[0] and "13.3" in rows[0]
     assert (tmp_path / "table.md").read_text().splitlines()[2:] == rows
 

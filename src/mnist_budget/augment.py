@@ -1,6 +1,6 @@
 """Per-sample random rotation and translation of a whole batch, in two tensor operations.
 
-kornia.augmentation.RandomAffine does the same (the seeds' recipes still use it), but its
+kornia.augmentation.RandomAffine does the same (the reference recipes still use it), but its
 parameter generation and checks make it cost about 1.7 ms per 128-image batch on a 2-core CPU,
 against 0.3 ms for this module: over 10 % of a default training step. This module draws the
 parameters for the whole batch at once and warps with ``affine_grid`` + ``grid_sample``

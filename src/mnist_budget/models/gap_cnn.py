@@ -1,4 +1,4 @@
-"""The seeds' < 20k-parameter CNN: five unpadded 3x3 convolutions, global average pooling."""
+"""Reference 000's < 20k-parameter CNN: five unpadded 3x3 convolutions, global average pooling."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""Seed 002: padded 3x3 convolutions, a squeeze-and-excitation block, GAP and Linear(16 -> 10).
+"""Reference 002: padded 3x3 convolutions, a squeeze-and-excitation block, GAP and Linear(16 -> 10).
 
 Every layer of the reference is listed; with conv biases this is exactly its 10,550 parameters.
 """
@@ -26,7 +26,7 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(x)
 
 
-class Seed002Net(nn.Module):
+class Reference002Net(nn.Module):
     """28 -> pool 14 -> pool 7; 1x1 + 3x3 conv, conv, SE, conv; GAP; Linear."""
 
     def __init__(self, dropout: float = 0.1) -> None:

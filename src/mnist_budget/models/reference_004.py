@@ -1,4 +1,4 @@
-"""Seed 004: exactly the reference's torchsummary layer list, 15,440 parameters."""
+"""Reference 004: exactly the reference's torchsummary layer list, 15,440 parameters."""
 
 import torch
 from torch import nn
@@ -6,7 +6,7 @@ from torch import nn
 from mnist_budget.models.blocks import conv_bn_relu
 
 
-class Seed004Net(nn.Module):
+class Reference004Net(nn.Module):
     """28 -> pool 14 -> (1x1 squeeze) -> pool 7 -> conv to 40 -> GAP -> 1x1 conv to 10 logits."""
 
     def __init__(self, dropout: float = 0.1) -> None:

@@ -1,4 +1,4 @@
-"""Seed 003, "SimpleMNISTNet": under 8k parameters, residual 3x3 blocks, no fully connected layer.
+"""Reference 003, "SimpleMNISTNet": under 8k parameters, residual 3x3 blocks, no fully connected layer.
 
 The reference names its parts (convs 1 -> 8 -> 12 -> 16 with BN and ReLU, MaxPool and AvgPool,
 skip connections, dropout, a final 1x1 conv) but not their arrangement; this is the closest

@@ -1,4 +1,4 @@
-"""Seed 001: input block, two pooled conv stages, fully convolutional output, then GAP.
+"""Reference 001: input block, two pooled conv stages, fully convolutional output, then GAP.
 
 The reference lists its blocks but not every kernel size or bias; this reading (3x3 convs
 without bias, a 1x1 last conv) gives 18,932 parameters against the reported 18,752.
@@ -15,7 +15,7 @@ def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequen
     return nn.Sequential(conv_bn_relu(in_channels, out_channels, bias=False), nn.Dropout(dropout))
 
 
-class Seed001Net(nn.Module):
+class Reference001Net(nn.Module):
     """28 -> 26 -> 24 -> 22 -> pool 11 -> 9 -> 7 -> pool 3 -> 1 -> (1x1) -> GAP; dropout rising."""
 
     def __init__(self, dropout_start: float = 0.05, dropout_end: float = 0.1) -> None:
