@@ -1,12 +1,14 @@
 """Command line: ``python run.py [task=train|eval|predict|export] [group=option ...] [key=value ...]``; ``-m`` sweeps.
 
+``task=<name>`` picks conf/task/<name>.yaml, which names the function that runs it
+(``task_function``, see src/mnist_budget/tasks/__init__.py).
+
 Every refusal is one line, ``error: <what is wrong>: <how to fix it>``, with exit code 2: bad
 input is checked before Hydra starts the job (mnist_budget.preflight), so nothing is written; a
 problem found later (say a non-finite loss) stops the run the same way, its traceback kept in the
 run's log file. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
 
-import importlib
 import logging
 import os
 import sys
@@ -16,18 +18,10 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from mnist_budget.errors import UserError, find_user_error
+from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-
-# task=<name> -> the function that runs it (one module per task under src/mnist_budget/tasks/).
-TASKS = {
-    "train": "mnist_budget.tasks.train:train",
-    "eval": "mnist_budget.tasks.eval:evaluate",
-    "predict": "mnist_budget.tasks.predict:predict",
-    "export": "mnist_budget.tasks.export:export",
-}
 
 
 class JobFailed(Exception):
@@ -41,8 +35,7 @@ def config_error(err: BaseException) -> UserError | None:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "the config")
     cause = err.__cause__ or err
-    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-    return UserError(f"{key} could not be built ({type(cause).__name__}: {reason}): fix the {key}.* overrides")
+    return UserError(f"{key} could not be built ({type(cause).__name__}: {first_line(cause)}): fix the {key}.* overrides")
 
 
 def show_tracebacks() -> bool:
@@ -72,10 +65,12 @@ def main(cfg: DictConfig) -> float:
     the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary.
     """
     # Imported here: Lightning takes seconds to load, and a refused command should not wait for it.
+    from mnist_budget.console import route_library_logs
     from mnist_budget.sweep import in_multirun, record_failure, set_threads, update_summary
+    from mnist_budget.tasks import task_function
 
-    module_name, function = TASKS[cfg.task_name].split(":")
-    run_task = getattr(importlib.import_module(module_name), function)
+    route_library_logs()
+    run_task = task_function(cfg)
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)
@@ -83,7 +78,7 @@ def main(cfg: DictConfig) -> float:
         user_error = find_user_error(err) or config_error(err)
         if show_tracebacks() or not (user_error or in_multirun()):
             raise
-        message = str(user_error) if user_error else f"{type(err).__name__}: {err}".splitlines()[0]
+        message = str(user_error) if user_error else f"{type(err).__name__}: {first_line(err)}"
         if not in_multirun():
             refuse(user_error)
         log_traceback(err)

@@ -8,12 +8,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import resolve_layout
-from mnist_budget.models import count_parameters
-from mnist_budget.rng import capture_rng, restore_rng
+from mnist_budget.models import check_budget
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +25,10 @@ class ParameterBudget(Callback):
         self.params: int | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.params = count_parameters(pl_module.net)
         name = getattr(pl_module, "model_name", type(pl_module.net).__name__)
-        if self.params > self.budget:
-            raise UserError(
-                f"model {name} has {self.params:,} trainable parameters, over its budget of {self.budget:,}: "
-                "shrink the model or raise model.budget"
-            )
+        self.params = check_budget(pl_module.net, self.budget, name)
+        if stage != "fit":
+            return  # said once per run, before training
         log.info("model %s: %s trainable parameters (budget %s)", name, f"{self.params:,}", f"{self.budget:,}")
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -64,64 +60,6 @@ class FiniteLoss(Callback):
             f"step {trainer.global_step} (learning rate {lr:.3g}): lower optim.lr or check optim.* "
             "(checkpoints written before this epoch are kept)"
         )
-
-
-class LastCheckpoint(ModelCheckpoint):
-    """``checkpoints/last.ckpt``, rewritten after every validation and every few steps or seconds between.
-
-    The one file a killed run resumes from (``ckpt_path=last``). Lightning's ModelCheckpoint with
-    ``save_last`` and a step or time trigger, plus a save after each validation (Lightning allows
-    only one trigger per callback), minus the step save on an epoch's last batch: the save after
-    validation follows at once, and a checkpoint taken between the two would resume without that
-    epoch's validation.
-    """
-
-    def __init__(
-        self, *args: Any, every_n_train_steps: int | None = None, train_time_interval: Any = None, **kwargs: Any
-    ) -> None:
-        # Lightning refuses both triggers at once; a step count given on the command line wins.
-        if every_n_train_steps:
-            train_time_interval = None
-        super().__init__(
-            *args, every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval, **kwargs
-        )
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-class RandomState(Callback):
-    """Saves the random generators in every checkpoint and restores them when training resumes.
-
-    Restored in ``on_train_start``: the training loader has then been set up (torch's DataLoader
-    draws a number whenever it starts an iterator, and a resumed run starts one an uninterrupted
-    run does not), and nothing that shapes training (shuffling, augmentation, dropout) has drawn.
-    A run resumed mid-epoch continues that epoch's iterator; one resumed at an epoch's end starts
-    the next epoch's iterator after this hook, as an uninterrupted run does after its save.
-    """
-
-    def __init__(self) -> None:
-        self.pending: dict[str, Any] | None = None
-
-    def state_dict(self) -> dict[str, Any]:
-        return capture_rng()
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.pending = dict(state_dict)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.pending:
-            restore_rng(self.pending)
-            self.pending = None
 
 
 class MemoryFormat(Callback):

@@ -4,7 +4,8 @@
 
 Every task that reads a checkpoint (resume, test, eval, predict, export) goes through
 ``load_checkpoint``, which refuses a file that is missing, truncated, unsafe to unpickle or
-trained for another model with one ``UserError`` line.
+trained for another model with one ``UserError`` line. (Which checkpoint a run resumes from, and
+whether it fits: mnist_budget.resume.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mnist_budget.errors import UserError
+from mnist_budget.errors import UserError, first_line
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
@@ -28,8 +29,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({reason[:200]}): pick another file") from err
+        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/")
     saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
@@ -38,45 +38,6 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
             f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
         )
     return checkpoint
-
-
-def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
-    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); a path is itself."""
-    if ckpt_path != "last":
-        return Path(ckpt_path)
-    path = output_dir / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError(
-            f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
-            "hydra.run.dir=<that folder> (and its overrides), or give ckpt_path=<path to a .ckpt>"
-        )
-    return path
-
-
-def checkpoint_to_resume(ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint a run resumes from (``last``: ``run_dir``'s) and its contents.
-
-    Refused in one line: a file that is missing or unsafe, or one written with other model or
-    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
-    """
-    path = resolve_checkpoint_path(ckpt_path, run_dir)
-    checkpoint = load_checkpoint(path, model.get("name"))
-    for group, current in (("model", model), ("optim", optim)):
-        difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
-        if difference:
-            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
-    return path, checkpoint
-
-
-def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
-    """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current), key=str):
-            found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
-            if found:
-                return found
-        return None
-    return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"
 
 
 def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -97,6 +58,5 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise UserError(f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({reason}): pick a checkpoint of a run of that model") from err
+        raise UserError(f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model") from err
     return net.eval(), hparams

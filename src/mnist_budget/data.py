@@ -22,15 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from torchvision.datasets import MNIST
 
-from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import IDX_FILES, idx_file_problem, normalise
-
-
-def _missing_data_fix(raw: Path) -> str:
-    return (
-        f"copy the four original idx files ({', '.join(IDX_FILES)}) into {raw}, "
-        "or point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds MNIST/raw/"
-    )
+from mnist_budget.errors import UserError, first_line
+from mnist_budget.mnist_files import IDX_FILES, check_data_arguments, check_mnist_files, check_val_size, normalise
 
 
 def download_mnist(root: Path) -> None:
@@ -48,9 +41,10 @@ def download_mnist(root: Path) -> None:
             # download() fetches all four files; train=False then loads only the small test set.
             MNIST(str(root), train=False, download=True)
     except (RuntimeError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"MNIST is missing from {raw} and the download failed ({first_line}): {_missing_data_fix(raw)}"
+            f"MNIST is missing from {raw} and the download failed ({first_line(err)}): copy the four original "
+            f"idx files ({', '.join(IDX_FILES)}) into {raw}, or point MNIST_BUDGET_DATA (or paths.data_dir=...) "
+            "at a folder that holds MNIST/raw/"
         ) from err
 
 
@@ -58,13 +52,8 @@ def load_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Read one official MNIST set with torchvision: uint8 images (N, 28, 28) and int64 labels."""
     raw = root / "MNIST" / "raw"
     prefix = "train" if train else "t10k"
-    names = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
-    problems = [f"{raw / name} {problem}" for name in names if (problem := idx_file_problem(raw / name))]
-    if problems:
-        fix = _missing_data_fix(raw)
-        if any("missing" not in p for p in problems):
-            fix = "delete the damaged file and run again with data.download=true to fetch it, or " + fix
-        raise UserError(f"{'; '.join(problems)}: {fix}")
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    check_mnist_files(raw, names)
     dataset = MNIST(str(root), train=train, download=False)
     if len(dataset.data) != len(dataset.targets):
         raise UserError(
@@ -76,8 +65,7 @@ def load_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 def split_indices(total: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed, disjoint train/validation split of ``range(total)`` that depends only on ``seed``."""
-    if not 0 < val_size < total:
-        raise UserError(f"data.val_size={val_size} must lie between 1 and {total - 1}")
+    check_val_size(val_size, total)  # files smaller than MNIST's own (tests) have fewer than 60,000
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     return order[val_size:].sort().values, order[:val_size].sort().values
 
@@ -163,9 +151,7 @@ class MNISTDataModule(L.LightningDataModule):
         augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise UserError(f"data.{name}={value} must be a positive integer")
+        check_data_arguments(batch_size, eval_batch_size, val_size)
         self.root = Path(os.path.expanduser(data_dir))
         self.val_size = val_size
         self.split_seed = split_seed
@@ -238,7 +224,7 @@ class MNISTDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep a checkpoint's data position until the training loader is built.
 
-        (The random generators are restored by ``mnist_budget.callbacks.RandomState``.)
+        (The random generators are restored by ``mnist_budget.resume.RandomState``.)
         """
         self.resume_state = dict(state_dict) or None
 

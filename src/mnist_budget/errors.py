@@ -20,3 +20,9 @@ def find_user_error(err: BaseException) -> UserError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """A library's error in one line for a UserError message: its first non-empty line, else its type."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(err).__name__

@@ -13,7 +13,7 @@ import os
 import platform
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -133,9 +133,17 @@ def hardware_label(facts: dict[str, Any]) -> str:
     return f"{facts['cpu']} ({facts['cpu_capability']}{', native bf16' if facts['cpu_native_bf16'] else ''})"
 
 
-def run_settings(cfg: Any) -> tuple[str, str, str]:
-    """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved)."""
+class RunSettings(NamedTuple):
+    device: str  # cpu, cuda or mps
+    precision: str  # one of Lightning's precisions, ``auto`` resolved
+    layout: str  # channels_last or contiguous
+
+
+def run_settings(cfg: Any) -> RunSettings:
+    """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved).
+
+    Computed once per task and handed to what needs it (mnist_budget.builders.build_trainer)."""
     device = device_type(cfg.trainer.accelerator)
     memory_format = (cfg.get("callbacks") or {}).get("memory_format")
     layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
-    return device, resolve_precision(cfg.trainer.precision, device), layout
+    return RunSettings(device, resolve_precision(cfg.trainer.precision, device), layout)

@@ -1,13 +1,17 @@
-"""The four original MNIST idx files: their names, normalisation constants, and checks of each file.
+"""What MNIST is: the four original idx files, their checks, the normalisation constants, and the
+data module's valid arguments.
 
-Light on purpose (no Lightning, no torchvision): the command line checks the data files before a
-run starts (mnist_budget.preflight), and every task uses the same constants.
+Light on purpose (no Lightning, no torchvision): the command line checks the data settings and
+files before a run starts (mnist_budget.preflight) with the same functions that the data module
+(mnist_budget.data) calls, and every task uses the same constants.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+from mnist_budget.errors import UserError
 
 # Mean and standard deviation of the official training images, scaled to [0, 1].
 MNIST_MEAN = 0.1307
@@ -48,6 +52,46 @@ def idx_file_problem(path: Path) -> str | None:
     if size != expected:
         return f"is truncated or padded ({size} bytes, its header promises {expected})"
     return None
+
+
+def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), download: bool = False) -> None:
+    """Refuse damaged idx files, and missing ones unless the run may ``download`` them, in one line."""
+    problems = {name: idx_file_problem(raw / name) for name in names}
+    if download:
+        problems = {name: problem for name, problem in problems.items() if problem != "is missing"}
+    bad = {name: problem for name, problem in problems.items() if problem}
+    if not bad:
+        return
+    where = "point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds MNIST/raw/"
+    if all(problem == "is missing" for problem in bad.values()) and len(bad) == len(names):
+        raise UserError(
+            f"MNIST is missing from {raw} and data.download=false: copy the original idx files "
+            f"({', '.join(names)}) there, {where}, or allow data.download=true"
+        )
+    listed = "; ".join(f"{raw / name} {problem}" for name, problem in bad.items())
+    raise UserError(
+        f"{listed}: delete the damaged file and run again with data.download=true to fetch it, "
+        f"or copy the original idx files into {raw}, or {where}"
+    )
+
+
+def check_data_arguments(batch_size: int, eval_batch_size: int, val_size: int, total: int = TRAIN_SIZE) -> None:
+    """The data module's arguments: batch sizes of at least 1, and a validation split that leaves
+    training images (``total``: the training images there are)."""
+    for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if not _positive_int(value):
+            raise UserError(f"data.{key}={value!r} is invalid: it must be a positive integer")
+    check_val_size(val_size, total)
+
+
+def check_val_size(val_size: int, total: int) -> None:
+    """A validation split must leave training images: 1 to ``total - 1`` of the ``total`` there are."""
+    if not (_positive_int(val_size) and val_size < total):
+        raise UserError(f"data.val_size={val_size!r} is invalid: it must be an integer from 1 to {total - 1}")
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def normalise(images):  # noqa: ANN001, ANN201 - a tensor (or array) of [0, 1] images, same type back

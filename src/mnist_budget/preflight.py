@@ -20,15 +20,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import setup_globals
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_budget.checkpoints import checkpoint_to_resume, load_network
-from mnist_budget.errors import UserError, find_user_error
+from mnist_budget.errors import UserError, first_line
 from mnist_budget.hardware import run_settings
-from mnist_budget.mnist_files import IDX_FILES, idx_file_problem
-from mnist_budget.models import count_parameters
+from mnist_budget.tasks import task_check
 from mnist_budget.validate import check_config
 
 # Hydra flags after which the command does not train (or is not ours to check).
@@ -73,15 +70,9 @@ def compose_config(overrides: list[str], conf_dir: Path) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             return compose(config_name="config", overrides=single, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(f"{hydra_message(err)}: {composition_fix(str(err))}") from err
+        raise UserError(f"{first_line(err).rstrip('.')}: {composition_fix(str(err))}") from err
     finally:
         GlobalHydra.instance().clear()
-
-
-def hydra_message(err: BaseException) -> str:
-    """Hydra's message in one line: its first line, without Hydra's own advice."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(err).__name__
 
 
 def composition_fix(message: str) -> str:
@@ -103,58 +94,6 @@ def check_output_folder(folder: Path, key: str) -> None:
         raise UserError(f"{key}={folder} cannot be created: {existing} is a file; choose another folder with {key}=...")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{key}={folder} is not writable (no write permission on {existing}): choose another folder with {key}=...")
-
-
-def check_model(cfg: DictConfig) -> None:
-    """Build the network alone: a bad model argument or a model over its budget is refused now."""
-    try:
-        net = instantiate(cfg.model.net)
-    except Exception as err:  # noqa: BLE001 - the model's own error, e.g. a bad channel count
-        cause = err.__cause__ or err
-        raise UserError(f"model {cfg.model.name} cannot be built from model.net ({hydra_message(cause)}): fix the model.* override") from err
-    params = count_parameters(net)
-    if params > cfg.model.budget:
-        raise UserError(
-            f"model {cfg.model.name} has {params:,} trainable parameters, over its budget of {cfg.model.budget:,}: "
-            "shrink the model or raise model.budget"
-        )
-
-
-def check_augment(cfg: DictConfig) -> None:
-    """Build the augmentation alone: its own checks refuse a bad range (say a negative rotation)."""
-    try:
-        instantiate(cfg.augment)
-    except Exception as err:  # noqa: BLE001 - Hydra wraps the component's own error
-        user_error = find_user_error(err)
-        if user_error is not None:
-            raise user_error from err
-        raise UserError(f"augment cannot be built ({hydra_message(err.__cause__ or err)}): fix the augment.* override") from err
-
-
-def check_resume(cfg: DictConfig, run_dir: Path) -> None:
-    """A checkpoint to resume must exist, load safely and come from the same model and optimiser settings."""
-    model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
-    checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim)
-
-
-def check_data_files(cfg: DictConfig) -> None:
-    """Damaged MNIST files are refused now; missing ones too unless the run may download them."""
-    raw = Path(os.path.expanduser(str(cfg.data.data_dir))) / "MNIST" / "raw"
-    problems = {name: idx_file_problem(raw / name) for name in IDX_FILES}
-    if all(problem == "is missing" for problem in problems.values()):
-        if cfg.data.get("download", False):
-            return  # the run downloads them, and says what to do if it cannot
-        raise UserError(
-            f"MNIST is missing from {raw} and data.download=false: copy the four original idx files "
-            f"({', '.join(IDX_FILES)}) there, point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder "
-            "that holds MNIST/raw/, or allow data.download=true"
-        )
-    bad = [f"{raw / name} {problem}" for name, problem in problems.items() if problem]
-    if bad:
-        raise UserError(
-            f"{'; '.join(bad)}: copy the four original idx files into {raw} (or run with data.download=true "
-            "after deleting damaged ones), or point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds MNIST/raw/"
-        )
 
 
 def check_study_name(cfg: DictConfig) -> None:
@@ -187,25 +126,31 @@ def make_sqlite_folders(cfg: DictConfig) -> None:
             Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
-def required(cfg: DictConfig, key: str, what: str) -> str:
-    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
-        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
-    return str(cfg[key])
+def check_added_trainer_keys(overrides: list[str]) -> None:
+    """A trainer key the command line adds (``++trainer.foo=1``) must be an argument of Lightning's
+    Trainer. Lightning is imported only then: the shipped configs' keys are known to be right."""
+    added = [o.lstrip("+").partition("=")[0] for o in overrides if o.startswith("+") and o.lstrip("+").startswith("trainer.")]
+    if not added:
+        return
+    import inspect
 
+    import lightning as L
 
-def check_task_inputs(cfg: DictConfig) -> None:
-    """eval, predict and export: a checkpoint whose network loads; predict: inputs that exist."""
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
-    if cfg.task_name == "predict":
-        from mnist_budget.tasks.predict import find_inputs
-
-        find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
-    if cfg.task_name == "export" and str(cfg.format) not in ("onnx", "pt2"):
-        raise UserError(f"format={cfg.format} is not supported: use onnx or pt2")
+    arguments = set(inspect.signature(L.Trainer.__init__).parameters)
+    for key in added:
+        name = key.removeprefix("trainer.").split(".")[0]
+        if name not in arguments:
+            raise UserError(
+                f"trainer.{name} is not an argument of Lightning's Trainer: remove it or fix its spelling "
+                "(the arguments: python -c 'import lightning; help(lightning.Trainer.__init__)')"
+            )
 
 
 def preflight(argv: list[str], conf_dir: Path) -> None:
-    """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem."""
+    """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem.
+
+    The checks common to every task, then the task's own (``check`` in its module, mnist_budget.tasks).
+    """
     if any(arg in OTHER_MODES or arg.startswith(("--config", "-c=")) for arg in argv):
         return
     multirun = any(arg in ("-m", "--multirun") for arg in argv)
@@ -218,20 +163,12 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     try:
         run_dir = Path(str(OmegaConf.select(cfg, run_key)))
     except OmegaConfBaseException as err:
-        raise UserError(f"{run_key} cannot be resolved ({hydra_message(err)}): fix the {run_key} override") from err
+        raise UserError(f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override") from err
     check_output_folder(run_dir, run_key)
     check_config(cfg)
+    check_added_trainer_keys(overrides)
     run_settings(cfg)  # the device (trainer=gpu without a GPU) and the memory layout
-    if cfg.task_name == "train":
-        check_model(cfg)
-        if cfg.get("augment"):
-            check_augment(cfg)
-        if cfg.get("ckpt_path") and not multirun:
-            check_resume(cfg, run_dir)
-    else:
-        check_task_inputs(cfg)
-    if cfg.task_name != "predict":
-        check_data_files(cfg)
+    task_check(cfg)(cfg, run_dir, multirun)
     check_trackers(cfg)
     check_study_name(cfg)
     make_sqlite_folders(cfg)

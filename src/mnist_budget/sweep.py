@@ -19,7 +19,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from mnist_budget.report import FAILURE_FILE, write_sweep_summary
+from mnist_budget.results import FAILURE_FILE
+from mnist_budget.tables import write_sweep_summary
 
 
 def in_multirun() -> bool:

@@ -1,32 +1,45 @@
-"""Checks of config values that would otherwise train nonsense or fail deep inside a library.
+"""Checks of a composed config that need no Lightning: the rules of the project's own keys, and
+building the network and the augmentation once on a small batch.
 
-``check_config`` runs first in every run, before any data loads, and raises a UserError that
-names the key, the bad value and the range it must lie in.
+Run before Hydra starts a job (mnist_budget.preflight, through each task's ``check``) and, for
+the rules, again at the start of each task, so that a task called in-process is checked the same
+way. A component checks its own constructor arguments where it is built, and the preflight
+reaches those checks by building it or by calling the same function: the data module's batch
+sizes and split (mnist_budget.mnist_files.check_data_arguments), the networks' dropout rates
+(mnist_budget.models.blocks.check_rates), the budget (mnist_budget.models.check_budget), the
+augmentation's ranges, the memory layout (mnist_budget.hardware). ``RULES`` holds the keys that
+are no component's argument. A rule whose key is missing from the composed config is not checked
+(an optional callback that is off); tests/test_validate.py fails when a rule's key exists in no
+shipped config, so that renaming a key cannot switch its rule off unnoticed.
 """
 
 from __future__ import annotations
 
-import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import TRAIN_SIZE
+from mnist_budget.errors import UserError, find_user_error, first_line
+from mnist_budget.mnist_files import check_data_arguments, check_mnist_files
+from mnist_budget.models import check_budget
 
-# Importing Lightning takes seconds; a refused command should not wait for it. These values and
-# keys (the shipped trainer configs' and the usual precisions) are accepted without asking it.
-COMMON_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "64-true", "bf16-true", "16-true", "32", "16", "bf16", "64")
-TRAINER_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "trainer"
+# What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
+# (tests/test_validate.py compares this list with Lightning's own, so that it cannot fall behind).
+PRECISIONS = (
+    "auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+    "32-true", "64-true", "64", "32", "16", "bf16",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Rule:
-    key: str  # dotted config key; a missing key is not checked
+    key: str  # dotted config key
     holds: Callable[[Any], bool]
     must: str  # what the value must be, for the message
 
@@ -39,47 +52,15 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-@cache
-def lightning_precisions() -> tuple[str, ...]:
-    """What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values."""
-    from lightning.fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
-
-    names = ("auto", *get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS))
-    return (*names, *(str(value) for value in get_args(_PRECISION_INPUT_INT) if str(value) not in names))
-
-
-@cache
-def trainer_arguments() -> frozenset[str]:
-    import lightning as L
-
-    return frozenset(inspect.signature(L.Trainer.__init__).parameters) | {"_target_"}
-
-
-@cache
-def shipped_trainer_keys() -> frozenset[str]:
-    keys: set[str] = set()
-    for path in TRAINER_CONFIGS.glob("*.yaml"):
-        keys |= set(OmegaConf.load(path).keys())
-    return frozenset(str(key) for key in keys)
-
-
-def _precision(value: Any) -> bool:
-    return str(value) in COMMON_PRECISIONS or str(value) in lightning_precisions()
-
-
 RULES = (
     Rule("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     Rule("threads", lambda v: v == "auto" or _positive_int(v), "auto or a positive integer"),
-    Rule("data.batch_size", _positive_int, "a positive integer"),
-    Rule("data.eval_batch_size", _positive_int, "a positive integer"),
-    Rule("data.val_size", lambda v: _positive_int(v) and v < TRAIN_SIZE, f"an integer from 1 to {TRAIN_SIZE - 1}"),
     Rule("trainer.max_epochs", _positive_int, "a positive integer"),
-    Rule("trainer.precision", _precision, "auto or one of Lightning's: 32-true, bf16-mixed, 16-mixed, 64-true, ..."),
+    Rule("trainer.precision", lambda v: str(v) in PRECISIONS, "auto or one of Lightning's: 32-true, bf16-mixed, 16-mixed, 64-true, ..."),
     Rule("optim.lr", _number(lambda v: v > 0), "a positive number"),
     Rule("optim.momentum", _number(lambda v: 0 <= v < 1), "in [0, 1)"),
     Rule("optim.weight_decay", _number(lambda v: v >= 0), "a number >= 0"),
     Rule("optim.label_smoothing", _number(lambda v: 0 <= v < 1), "in [0, 1)"),
-    Rule("model.net.dropout", _number(lambda v: 0 <= v < 1), "in [0, 1)"),
     Rule("model.budget", _positive_int, "a positive integer"),
     Rule("test_checkpoint", lambda v: v in ("best", "last"), "best or last"),
     Rule(
@@ -92,20 +73,62 @@ RULES = (
 )
 
 
-def check_trainer_keys(cfg: DictConfig) -> None:
-    """Every trainer.* key must be an argument of Lightning's Trainer (``++trainer.foo=1`` adds any key)."""
-    for key in cfg.get("trainer") or {}:
-        if key not in shipped_trainer_keys() and key not in trainer_arguments():
-            raise UserError(
-                f"trainer.{key} is not an argument of Lightning's Trainer: remove it or fix its spelling "
-                "(the arguments: python -c 'import lightning; help(lightning.Trainer.__init__)')"
-            )
-
-
 def check_config(cfg: DictConfig) -> None:
-    """Raise a UserError for the first value that breaks a rule (see RULES) or an unknown trainer key."""
-    check_trainer_keys(cfg)
+    """Raise a UserError for the first value that breaks a rule (see RULES), then check the data
+    module's arguments (cheap: nothing is loaded)."""
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=None)
         if value is not None and not rule.holds(value):
             raise UserError(f"{rule.key}={value!r} is invalid: it must be {rule.must}")
+    data = cfg.get("data")
+    if data is not None:
+        check_data_arguments(data.get("batch_size"), data.get("eval_batch_size"), data.get("val_size"))
+
+
+def _as_user_error(err: Exception, what: str, fix: str) -> UserError:
+    """A component's own UserError as it is; any other failure as one line naming the component."""
+    return find_user_error(err) or UserError(f"{what} ({first_line(err.__cause__ or err).rstrip('.')}): {fix}")
+
+
+def check_model(cfg: DictConfig) -> None:
+    """Build the network and run it on two images: a bad argument, a model over its budget or a
+    network that cannot process a 28x28 digit is refused now, not in the first training step."""
+    fix = "fix the model.* override"
+    try:
+        net = instantiate(cfg.model.net)
+    except Exception as err:  # noqa: BLE001 - the model's own error, e.g. a bad channel count
+        raise _as_user_error(err, f"model {cfg.model.name} cannot be built from model.net", fix) from err
+    check_budget(net, cfg.model.budget, cfg.model.name)
+    try:
+        with torch.no_grad():
+            logits = net.eval()(torch.zeros(2, 1, 28, 28))
+    except Exception as err:  # noqa: BLE001
+        raise _as_user_error(err, f"model {cfg.model.name} fails on a batch of 28x28 images", fix) from err
+    if tuple(logits.shape) != (2, 10):
+        raise UserError(f"model {cfg.model.name} returns shape {tuple(logits.shape)} for 2 images, not (2, 10): {fix}")
+
+
+def check_augment(cfg: DictConfig) -> None:
+    """Build the augmentation and run it on two images: its own checks refuse a bad range (say a
+    negative rotation), and an argument of the wrong type fails here rather than in training."""
+    fix = "fix the augment.* override"
+    try:
+        augment = instantiate(cfg.augment)
+        augmented = augment(torch.rand(2, 1, 28, 28))
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the component's own error
+        raise _as_user_error(err, "augment cannot be built or fails on a batch of images", fix) from err
+    if tuple(augmented.shape) != (2, 1, 28, 28):
+        raise UserError(f"augment turns 2 images of 1x28x28 into shape {tuple(augmented.shape)}: {fix}")
+
+
+def check_data_files(cfg: DictConfig) -> None:
+    """Damaged MNIST files are refused now; missing ones too unless the run may download them."""
+    raw = Path(os.path.expanduser(str(cfg.data.data_dir))) / "MNIST" / "raw"
+    check_mnist_files(raw, download=bool(cfg.data.get("download", False)))
+
+
+def required(cfg: DictConfig, key: str, what: str) -> str:
+    """A task's input that has no default (``???`` in its YAML), or a one-line refusal."""
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise UserError(f"task={cfg.task_name} needs {key}=<{what}>: add it to the command line")
+    return str(cfg[key])

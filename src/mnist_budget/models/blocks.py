@@ -1,6 +1,15 @@
-"""Building blocks shared by the model families."""
+"""Building blocks shared by the model families, and the check of their dropout rates."""
 
 from torch import nn
+
+from mnist_budget.errors import UserError
+
+
+def check_rates(**rates: float) -> None:
+    """Each dropout rate (a ``model.net`` argument, by name) must be a number in [0, 1)."""
+    for key, value in rates.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise UserError(f"model.net.{key}={value!r} is invalid: it must be in [0, 1)")
 
 
 def conv_bn_relu(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu, separable_conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu, separable_conv_bn_relu
 
 
 class FastCNN(nn.Module):
@@ -38,6 +38,7 @@ class FastCNN(nn.Module):
         of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the
         smallest budgets (the first conv, on one input channel, never is)."""
         super().__init__()
+        check_rates(dropout=dropout)
         if not 0 <= separable < len(channels):
             raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
         c1, c2, c3, *tail = channels

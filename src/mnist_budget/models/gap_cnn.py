@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu
 
 
 class GapCNN(nn.Module):
@@ -14,6 +14,7 @@ class GapCNN(nn.Module):
 
     def __init__(self, dropout: float = 0.05, num_classes: int = 10) -> None:
         super().__init__()
+        check_rates(dropout=dropout)
         self.features = nn.Sequential(
             conv_bn_relu(1, 8),
             conv_bn_relu(8, 16),

@@ -7,7 +7,7 @@ without bias, a 1x1 last conv) gives 18,932 parameters against the reported 18,7
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu
 
 
 def conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
@@ -20,6 +20,7 @@ class Reference001Net(nn.Module):
 
     def __init__(self, dropout_start: float = 0.05, dropout_end: float = 0.1) -> None:
         super().__init__()
+        check_rates(dropout_start=dropout_start, dropout_end=dropout_end)
         low, high = dropout_start, dropout_end
         self.features = nn.Sequential(
             conv_block(1, 12, low),  # input block

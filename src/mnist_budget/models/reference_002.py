@@ -6,7 +6,7 @@ Every layer of the reference is listed; with conv biases this is exactly its 10,
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu
 
 
 class SqueezeExcite(nn.Module):
@@ -31,6 +31,7 @@ class Reference002Net(nn.Module):
 
     def __init__(self, dropout: float = 0.1) -> None:
         super().__init__()
+        check_rates(dropout=dropout)
         self.features = nn.Sequential(
             conv_bn_relu(1, 8, padding=1),  # conv1, bn1
             conv_bn_relu(8, 12, padding=1),  # conv2, bn2

@@ -8,7 +8,7 @@ faithful reading: 7,578 parameters.
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu
 
 
 class Residual(nn.Module):
@@ -27,6 +27,7 @@ class SimpleMNISTNet(nn.Module):
 
     def __init__(self, dropout: float = 0.05) -> None:
         super().__init__()
+        check_rates(dropout=dropout)
         self.features = nn.Sequential(
             conv_bn_relu(1, 8, padding=1, bias=False),
             conv_bn_relu(8, 12, padding=1, bias=False),

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import conv_bn_relu
+from mnist_budget.models.blocks import check_rates, conv_bn_relu
 
 
 class Reference004Net(nn.Module):
@@ -11,6 +11,7 @@ class Reference004Net(nn.Module):
 
     def __init__(self, dropout: float = 0.1) -> None:
         super().__init__()
+        check_rates(dropout=dropout)
         self.features = nn.Sequential(
             conv_bn_relu(1, 10, padding=1),
             conv_bn_relu(10, 20, padding=1),

@@ -8,28 +8,39 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import load_network
-from mnist_budget.hardware import describe, hardware_line, run_settings
-from mnist_budget.models import count_parameters
-from mnist_budget.module import Classifier
-from mnist_budget.report import write_results, write_test_figures
-from mnist_budget.tasks.train import build_datamodule, build_trainer
+from mnist_budget.validate import check_config, check_data_files, required
 
 log = logging.getLogger(__name__)
 
 
+def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
+    """A checkpoint whose network loads, and the test set's files."""
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    check_data_files(cfg)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path``'s weights; write results.json and the two figures into the run folder."""
+    # Imported here, not at the top: the preflight imports this module for ``check``.
+    from mnist_budget.builders import build_datamodule, build_trainer
+    from mnist_budget.hardware import describe, hardware_line, run_settings
+    from mnist_budget.models import count_parameters
+    from mnist_budget.module import Classifier
+    from mnist_budget.plots import write_test_figures
+    from mnist_budget.results import test_set_scores, write_results
+
+    check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    net, hparams = load_network(cfg.ckpt_path)
+    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
     module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {})
     module.net = net  # the checkpoint's weights, loaded once (load_network)
-    device, precision, layout = run_settings(cfg)
-    hardware = describe(device)
-    log.info("hardware: %s; precision: %s", hardware_line(hardware), precision)
+    settings = run_settings(cfg)
+    hardware = describe(settings.device)
+    log.info("hardware: %s; precision %s", hardware_line(hardware), settings.precision)
 
     datamodule = build_datamodule(cfg, augment=False)
-    trainer = build_trainer(cfg)
-    (metrics,) = trainer.test(module, datamodule=datamodule, weights_only=True)
+    trainer = build_trainer(cfg, settings=settings)
+    (metrics,) = trainer.test(module, datamodule=datamodule, weights_only=True, verbose=False)
     report = module.test_report()
     write_test_figures(report, output_dir, trainer.loggers)
     results = {
@@ -37,19 +48,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "checkpoint": str(cfg.ckpt_path),
         "model": hparams["model"]["name"],
         "params": count_parameters(net),
-        "test_acc": metrics["test/acc"],
-        "test_loss": metrics["test/loss"],
-        "per_class_acc": report["per_class_acc"],
-        "misclassified": len(report["mistakes"]),
-        "confusion_matrix": report["confusion_matrix"],
+        **test_set_scores(report, metrics),
         "hardware": hardware,
-        "precision": precision,
-        "memory_layout": layout,
+        "precision": settings.precision,
+        "memory_layout": settings.layout,
     }
     write_results(output_dir / "results.json", results)
     worst = min(report["per_class_acc"].items(), key=lambda item: item[1])
     log.info(
-        "%s: test accuracy %.2f%% (%d of 10,000 wrong; weakest digit %s at %.2f%%); run directory: %s",
+        "%s: test accuracy %.2f%% (%d of 10,000 wrong; weakest digit %s at %.2f%%); run folder: %s",
         results["model"], 100 * results["test_acc"], results["misclassified"], worst[0], 100 * worst[1], output_dir,
-    )
+    )  # fmt: skip
     return {"test/acc": results["test_acc"], "test/loss": results["test_loss"]}

@@ -21,16 +21,29 @@ import torch
 from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import load_network
-from mnist_budget.data import load_mnist, to_float_images
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line
 from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD, normalise
 from mnist_budget.models import count_parameters
+from mnist_budget.validate import check_data_files, required
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "pt2")
 INPUT, OUTPUT = "image", "logits"
+
+
+def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
+    """A checkpoint whose network loads, a known format, and the test set's files when verifying."""
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    check_format(str(cfg.format))
+    if cfg.get("verify", True):
+        check_data_files(cfg)
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UserError(f"format={fmt} is not supported: use {' or '.join(FORMATS)}")
 
 
 def batch_dimension() -> tuple[dict[int, Any]]:
@@ -83,6 +96,8 @@ EXPORTERS = {"onnx": export_onnx, "pt2": export_pt2}
 
 def verify(net: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray], data_dir: Path, tolerance: float) -> dict[str, Any]:
     """Both on the official 10k test images: the largest logit difference, argmax agreement, accuracy."""
+    from mnist_budget.data import load_mnist, to_float_images  # imports Lightning: not at the top (see check)
+
     images, labels = load_mnist(data_dir, train=False)
     inputs = normalise(to_float_images(images))
     max_diff, same, correct = 0.0, 0, 0
@@ -122,12 +137,11 @@ def sidecar(path: Path, hparams: dict[str, Any], params: int, fmt: str, checkpoi
 def export(cfg: DictConfig) -> dict[str, float]:
     """Write the file and its JSON, then (``verify``) check it against PyTorch on the test set."""
     fmt = str(cfg.format)
-    if fmt not in FORMATS:
-        raise UserError(f"format={fmt} is not supported: use {' or '.join(FORMATS)}")
+    check_format(fmt)
     output_dir = Path(cfg.paths.output_dir)
     path = Path(cfg.output) if cfg.get("output") else output_dir / f"model.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    net, hparams = load_network(cfg.ckpt_path)
+    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
     log.info("hardware: %s", hardware_line(describe("cpu")))
     EXPORTERS[fmt](net, path)
     info = sidecar(path, hparams, count_parameters(net), fmt, str(cfg.ckpt_path))

@@ -16,6 +16,7 @@ from PIL import Image
 from mnist_budget.checkpoints import load_network
 from mnist_budget.errors import UserError
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
+from mnist_budget.validate import required
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def find_inputs(spec: str) -> list[Path]:
             raise UserError(f"input={spec} matches no files: check the pattern (quote it so the shell leaves it alone)")
         return files
     raise UserError(f"input={spec} does not exist: give an image file, a folder of images or a quoted glob")
+
+
+def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
+    """A checkpoint whose network loads, and inputs that exist."""
+    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
 
 
 def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], list[torch.Tensor]]:
@@ -90,8 +97,8 @@ def write_table(predictions: list[Prediction], path: Path) -> None:
 def predict(cfg: DictConfig) -> dict[str, float]:
     """Predict every input; print a line per file and write the table. Nothing readable: a UserError."""
     output_dir = Path(cfg.paths.output_dir)
-    paths = find_inputs(str(cfg.input))
-    net, hparams = load_network(cfg.ckpt_path)
+    paths = find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
     save_to = output_dir / "preprocessed" if cfg.get("save_preprocessed") else None
     predictions, tensors = prepare(paths, save_to)
     readable = [p for p in predictions if p.error is None]

@@ -1,4 +1,4 @@
-"""Train, then test the final (or the best) weights on the official test set, then write the run's results."""
+"""``task=train``: fit, test the final (or the best) weights on the official test set, write the results."""
 
 from __future__ import annotations
 
@@ -7,104 +7,29 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.callbacks import EpochHistory, ParameterBudget, RandomState
-from mnist_budget.checkpoint_io import AtomicCheckpointIO
-from mnist_budget.checkpoints import checkpoint_to_resume
-from mnist_budget.data import MNISTDataModule
-from mnist_budget.errors import UserError
-from mnist_budget.hardware import describe, hardware_line, run_settings
-from mnist_budget.module import Classifier
-from mnist_budget.report import final_val_acc, plot_history, write_results, write_test_figures
-from mnist_budget.validate import check_config
+from mnist_budget.validate import check_augment, check_config, check_data_files, check_model
 
 log = logging.getLogger(__name__)
-
-
-class _DropLightningTips(logging.Filter):
-    """Lightning advertises its cloud products on every run ("💡 Tip: ..."); keep the console to the run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
-
-
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningTips())
-
 
 # Below this test accuracy a run is flagged: 10 classes give 0.10 by guessing.
 CHANCE_LEVEL = 0.15
 
-# Trainer switches and the callbacks they turn off.
-SWITCHED_CALLBACKS = {
-    "enable_progress_bar": ProgressBar,
-    "enable_model_summary": ModelSummary,
-    "enable_checkpointing": ModelCheckpoint,
-}
 
+def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
+    """Before the job starts: the network and the augmentation on a small batch, the checkpoint to
+    resume (a sweep's jobs each have their own folder, so ``ckpt_path`` is checked per job), the data."""
+    check_model(cfg)
+    if cfg.get("augment"):
+        check_augment(cfg)
+    if cfg.get("ckpt_path") and not multirun:
+        from mnist_budget.resume import checkpoint_to_resume  # imports Lightning: only when resuming
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, logger); ``null`` entries are off."""
-    if not group:
-        return []
-    return [instantiate(entry) for entry in group.values() if entry is not None and "_target_" in entry]
-
-
-def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Any]:
-    """The logger group; a resumed TensorBoard log drops what the killed run wrote after its checkpoint.
-
-    ``purge_step`` makes TensorBoard hide events at or after that step from earlier event files in
-    the same folder, so the resumed run's steps replace them instead of appearing twice.
-    """
-    loggers = instantiate_group(cfg.get("logger"))
-    if resume_step is None:
-        return loggers
-    for logger in loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            logger._kwargs["purge_step"] = resume_step  # passed on to its SummaryWriter
-    return loggers
-
-
-def build_datamodule(cfg: DictConfig, augment: bool = True) -> MNISTDataModule:
-    """The data config, with the augment group's pipeline (if any, and if wanted) plugged in."""
-    pipeline = instantiate(cfg.augment) if augment and cfg.get("augment") else None
-    return instantiate(cfg.data, augment=pipeline)
-
-
-def build_trainer(cfg: DictConfig, *extra_callbacks: Callback, resume_step: int | None = None) -> L.Trainer:
-    """The trainer config with the callbacks and loggers groups (plus any callbacks given here).
-
-    ``trainer.precision: auto`` is resolved for the device first (see mnist_budget.hardware);
-    checkpoints are written atomically (mnist_budget.checkpoints).
-    """
-    callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]
-    # Lightning's own switches (++trainer.enable_progress_bar=false, ...) win over the callbacks
-    # group: Lightning refuses a progress bar callback when the bar is switched off.
-    for switch, kind in SWITCHED_CALLBACKS.items():
-        if cfg.trainer.get(switch, True) is False:
-            callbacks = [callback for callback in callbacks if not isinstance(callback, kind)]
-    _, precision, _ = run_settings(cfg)
-    return instantiate(
-        cfg.trainer,
-        precision=precision,
-        callbacks=callbacks,
-        logger=build_loggers(cfg, resume_step),
-        plugins=[AtomicCheckpointIO()],
-    )
-
-
-def resume_from(cfg: DictConfig, module: Classifier) -> tuple[str | None, int | None]:
-    """The checkpoint path to resume from (``ckpt_path``, ``last`` resolved) and its global step."""
-    if not cfg.get("ckpt_path"):
-        return None, None
-    model, optim = module.hparams["model"], module.hparams["optim"]
-    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim)
-    log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
-    return str(path), int(checkpoint["global_step"])
+        model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
+        checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim)
+    check_data_files(cfg)
 
 
 def run_overrides() -> list[str]:
@@ -114,45 +39,85 @@ def run_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def log_final_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
-    """Log the composed config with the run's real final metrics (shown in TensorBoard's HParams tab)."""
-    params = OmegaConf.to_container(cfg, resolve=True)
+def compared_knobs(cfg: DictConfig, params: int, precision: str) -> dict[str, Any]:
+    """What TensorBoard's HParams tab shows for a run: the knobs a user compares across runs (the
+    whole config stays in .hydra/config.yaml)."""
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    knobs = {
+        "experiment": cfg.experiment_name or "-",
+        "model": cfg.model.name,
+        "params": params,
+        "optim": choices.get("optim", "-"),
+        "lr": cfg.optim.lr,
+        "weight_decay": cfg.optim.get("weight_decay", 0.0),
+        "label_smoothing": cfg.optim.get("label_smoothing", 0.0),
+        "batch_size": cfg.data.batch_size,
+        "max_epochs": cfg.trainer.max_epochs,
+        "augment": choices.get("augment", "-") or "none",
+        "seed": cfg.seed,
+        "precision": precision,
+    }
+    return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in knobs.items()}
+
+
+def log_final_hyperparameters(trainer: Any, knobs: dict[str, Any], metrics: dict[str, float]) -> None:
+    """The compared knobs with the run's real final metrics (TensorBoard's HParams tab)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     for logger in trainer.loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            logger.log_hyperparams(params, metrics=metrics)
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(knobs, metrics=metrics)
         else:
-            logger.log_hyperparams(params)
+            logger.log_hyperparams(knobs)
             logger.log_metrics(metrics, step=trainer.global_step)
         logger.save()
 
 
+def why_training_stopped(trainer: Any) -> str:
+    """The schedule's end, or the early stop and its threshold."""
+    early = trainer.early_stopping_callback
+    if early is not None and early.stopped_epoch > 0:
+        threshold = early.stopping_threshold
+        reached = f"{early.monitor} reached {threshold:g}" if threshold is not None else f"{early.monitor} stopped improving"
+        return f"early stop: {reached} in epoch {early.stopped_epoch + 1}"
+    return f"the schedule's end (trainer.max_epochs={trainer.max_epochs})"
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the final (or best) weights, write results.json and training_metrics.png; return the metrics."""
+    """Fit, test the final (or best) weights, write results.json and the figures; return the metrics."""
+    # Imported here, not at the top: the preflight imports this module for ``check``.
+    import lightning as L
+
+    from mnist_budget.builders import build_datamodule, build_trainer
+    from mnist_budget.callbacks import EpochHistory, ParameterBudget
+    from mnist_budget.hardware import describe, hardware_line, run_settings
+    from mnist_budget.module import Classifier
+    from mnist_budget.plots import plot_history, write_test_figures
+    from mnist_budget.results import final_val_acc, test_set_scores, write_results
+    from mnist_budget.resume import RandomState, resume_from
+
     check_config(cfg)
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
-    log.info("run directory: %s", output_dir)
-    device, precision, layout = run_settings(cfg)  # a bad layout fails here, before any data loads
-    hardware = describe(device)
-    log.info("hardware: %s", hardware_line(hardware))
-    log.info(
-        "precision: %s%s; memory layout: %s", precision, " (auto)" if str(cfg.trainer.precision) == "auto" else "", layout
-    )
+    log.info("run folder: %s", output_dir)
+    settings = run_settings(cfg)  # a bad layout fails here, before any data loads
+    hardware = describe(settings.device)
+    auto = " (auto)" if str(cfg.trainer.precision) == "auto" else ""
+    log.info("hardware: %s; precision %s%s, layout %s", hardware_line(hardware), settings.precision, auto, settings.layout)
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
-    if cfg.test_checkpoint not in ("best", "last"):
-        raise UserError(f"test_checkpoint={cfg.test_checkpoint} must be best or last")
-    ckpt_path, resume_step = resume_from(cfg, module)
+    ckpt_path, resume_step = resume_from(cfg, module.hparams["model"], module.hparams["optim"])
 
     datamodule = build_datamodule(cfg)
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
-    trainer = build_trainer(cfg, budget, history, RandomState(), resume_step=resume_step)
+    trainer = build_trainer(cfg, budget, history, RandomState(), settings=settings, resume_step=resume_step)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
+    stopped = why_training_stopped(trainer)
     # Copy now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
     epochs = list(history.history)
     # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
@@ -161,8 +126,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     monitored = [callback for callback in trainer.checkpoint_callbacks if getattr(callback, "monitor", None)]
     best = monitored[0].best_model_path if monitored else ""
     tested = best if cfg.test_checkpoint == "best" and best else None  # None: the weights in hand (last)
-    log.info("testing %s on the official test set", tested or "the last weights")
-    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
+    log.debug("testing %s on the official test set", tested or "the last weights")
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True, verbose=False)
 
     test_report = module.test_report()
     metrics = {
@@ -174,7 +139,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:
         return metrics  # under DDP only rank 0 writes the results, plots and figures
     write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
-    log_final_hyperparameters(trainer, cfg, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
+    knobs = compared_knobs(cfg, budget.params, settings.precision)
+    log_final_hyperparameters(trainer, knobs, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
     results = {
         "task": "train",
         "model": cfg.model.name,
@@ -183,13 +149,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "params": budget.params,
         "budget": cfg.model.budget,
         "epochs": len(epochs),
+        "stopped_by": stopped,
         "best_val_acc": best_val_acc,
         "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
-        "test_acc": metrics["test/acc"],
-        "test_loss": metrics["test/loss"],
-        "per_class_acc": test_report["per_class_acc"],
-        "misclassified": len(test_report["mistakes"]),
-        "confusion_matrix": test_report["confusion_matrix"],
+        **test_set_scores(test_report, test_metrics),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,
@@ -197,8 +160,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "seed": cfg.seed,
         "overrides": run_overrides(),
         "hardware": hardware,
-        "precision": precision,
-        "memory_layout": layout,
+        "precision": settings.precision,
+        "memory_layout": settings.layout,
         "processes": trainer.world_size,
         "global_batch_size": cfg.data.batch_size * trainer.world_size,
         "tags": list(cfg.get("tags") or []),
@@ -215,11 +178,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if epochs:
         plot_history(epochs, output_dir / "training_metrics.png")
     log.info(
-        "%s: test accuracy %.2f%% after %d epochs (%.1f s of training); run directory: %s",
-        cfg.model.name,
-        100 * metrics["test/acc"],
-        len(epochs),
-        train_seconds,
-        output_dir,
-    )
+        "%s: test accuracy %.2f%% (%s weights, official 10k test set) after %d epochs, stopped by %s; "
+        "%.1f s of training; run folder: %s",
+        cfg.model.name, 100 * metrics["test/acc"], "best" if tested else "final", len(epochs), stopped,
+        train_seconds, output_dir,
+    )  # fmt: skip
     return metrics

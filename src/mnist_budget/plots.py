@@ -1,0 +1,92 @@
+"""A run's figures: training curves, the test set's confusion matrix and its misclassified digits."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # runs write plots on machines without a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch, train against validation."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for stage in ("train", "val"):
+        ax_loss.plot(epochs, [row.get(f"{stage}/loss", math.nan) for row in history], marker="o", label=stage)
+        ax_acc.plot(epochs, [100 * row.get(f"{stage}/acc", math.nan) for row in history], marker="o", label=stage)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    ax_acc.axhline(99.4, color="grey", linestyle="--", linewidth=1, label="99.4 %")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], path: Path) -> plt.Figure:
+    """Counts of (true digit, predicted digit) on the test set; off-diagonal cells are the mistakes."""
+    size = len(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    errors = [[count if row != col else 0 for col, count in enumerate(line)] for row, line in enumerate(matrix)]
+    image = ax.imshow(errors, cmap="Reds")
+    for row in range(size):
+        for col in range(size):
+            count = matrix[row][col]
+            if count:
+                ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
+                        color="black" if row != col else "tab:blue", fontweight="bold" if row == col else None)
+    total = sum(map(sum, matrix))
+    wrong = total - sum(matrix[i][i] for i in range(size))
+    ax.set(xticks=range(size), yticks=range(size), xlabel="predicted digit", ylabel="true digit",
+           title=f"Confusion matrix: {wrong} of {total:,} wrong (colour: mistakes)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_misclassified(images: list[Any], labels: list[int], predicted: list[int], confidence: list[float],
+                       path: Path, limit: int = 64) -> plt.Figure:
+    """A grid of the test images the model got wrong, most confident mistakes first."""
+    order = sorted(range(len(labels)), key=lambda i: -confidence[i])[:limit]
+    columns = 8
+    rows = max(1, math.ceil(len(order) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, index in zip(axes.flat, order, strict=False):
+        ax.imshow(images[index], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"{labels[index]}→{predicted[index]} {100 * confidence[index]:.0f}%", fontsize=8)
+    fig.suptitle(f"Misclassified test images (true→predicted, confidence): {len(labels)}"
+                 + (f", the {limit} most confident shown" if len(labels) > limit else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return fig
+
+
+def write_test_figures(report: dict[str, Any], output_dir: Path, loggers: list[Any] = (), step: int = 0) -> None:
+    """confusion_matrix.png and misclassified.png in the run folder, and the same figures in TensorBoard."""
+    mistakes = report["mistakes"]
+    figures = {
+        "test/confusion_matrix": plot_confusion_matrix(report["confusion_matrix"], output_dir / "confusion_matrix.png"),
+        "test/misclassified": plot_misclassified(
+            [m["image"].numpy() for m in mistakes], [m["label"] for m in mistakes],
+            [m["predicted"] for m in mistakes], [m["confidence"] for m in mistakes], output_dir / "misclassified.png",
+        ),
+    }  # fmt: skip
+    for logger in loggers:
+        experiment = getattr(logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            for tag, figure in figures.items():
+                experiment.add_figure(tag, figure, global_step=step, close=False)
+    for figure in figures.values():
+        plt.close(figure)
+
+

@@ -1,0 +1,37 @@
+"""A run's own record: results.json (train and eval share its test-set part), written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FAILURE_FILE = "failure.json"  # written instead of results.json by a sweep job that failed
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside the target, then rename: an interrupted run never leaves a half-written file."""
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text)
+    staging.replace(path)
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    write_atomically(path, json.dumps(results, indent=2, sort_keys=False) + "\n")
+
+
+def final_val_acc(history: list[dict[str, Any]]) -> float:
+    """The final weights' validation accuracy: the last validated epoch of a run's history."""
+    validated = [row for row in history if "val/acc" in row]
+    return validated[-1]["val/acc"] if validated else float("nan")
+
+
+def test_set_scores(report: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
+    """The test-set part of results.json, the same for a training run and for task=eval."""
+    return {
+        "test_acc": metrics["test/acc"],
+        "test_loss": metrics["test/loss"],
+        "per_class_acc": report["per_class_acc"],
+        "misclassified": len(report["mistakes"]),
+        "confusion_matrix": report["confusion_matrix"],
+    }

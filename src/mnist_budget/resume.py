@@ -1,0 +1,163 @@
+"""Exact resume: a killed run continues from ``checkpoints/last.ckpt`` and ends as if never stopped.
+
+What a checkpoint must hold for that, and who restores it:
+- the weights, optimiser, scheduler, loop counters and callback states: Lightning itself;
+- ``last.ckpt`` often enough, written atomically: ``LastCheckpoint`` here, with
+  mnist_budget.checkpoint_io.AtomicCheckpointIO;
+- the random generators (augmentation, dropout): ``RandomState`` here;
+- the position in the epoch's data order: the data module's own state (mnist_budget.data,
+  ``MNISTDataModule.state_dict``); each epoch's order is a pure function of (seed, epoch);
+- the epoch metrics' running sums: persistent torchmetrics (mnist_budget.module);
+- TensorBoard without the steps the killed run logged after its checkpoint: ``purge_step``
+  (mnist_budget.builders.build_loggers, from ``resume_from``'s step).
+
+Lightning has no public API for the save after each validation that ``LastCheckpoint`` adds to
+ModelCheckpoint's step and time triggers; the private members it calls are listed in
+``LIGHTNING_PRIVATE`` (tests/test_resume.py fails when Lightning moves one).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from omegaconf import DictConfig
+
+from mnist_budget.checkpoints import load_checkpoint
+from mnist_budget.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# The private Lightning members this module relies on (checked by tests/test_resume.py).
+LIGHTNING_PRIVATE = (
+    (ModelCheckpoint, "_should_skip_saving_checkpoint"),
+    (ModelCheckpoint, "_save_last_checkpoint"),
+    (ModelCheckpoint, "_monitor_candidates"),
+)
+
+
+def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
+    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); a path is itself."""
+    if ckpt_path != "last":
+        return Path(ckpt_path)
+    path = output_dir / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
+            "hydra.run.dir=<that folder> (and its overrides), or give ckpt_path=<path to a .ckpt>"
+        )
+    return path
+
+
+def checkpoint_to_resume(ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint a run resumes from (``last``: ``run_dir``'s) and its contents.
+
+    Refused in one line: a file that is missing or unsafe, or one written with other model or
+    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
+    """
+    path = resolve_checkpoint_path(ckpt_path, run_dir)
+    checkpoint = load_checkpoint(path, model.get("name"))
+    for group, current in (("model", model), ("optim", optim)):
+        difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
+        if difference:
+            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    return path, checkpoint
+
+
+def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
+    """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
+            if found:
+                return found
+        return None
+    return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"
+
+
+def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The checkpoint path a training run resumes from (``ckpt_path``, ``last`` resolved) and its
+    global step; ``(None, None)`` for a fresh run."""
+    if not cfg.get("ckpt_path"):
+        return None, None
+    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim)
+    log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
+    return str(path), int(checkpoint["global_step"])
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt``, rewritten after every validation and every few steps or seconds between.
+
+    The one file a killed run resumes from (``ckpt_path=last``). Lightning's ModelCheckpoint with
+    ``save_last`` and a step or time trigger, plus a save after each validation (Lightning allows
+    only one trigger per callback), minus the step save on an epoch's last batch: the save after
+    validation follows at once, and a checkpoint taken between the two would resume without that
+    epoch's validation.
+    """
+
+    def __init__(
+        self, *args: Any, every_n_train_steps: int | None = None, train_time_interval: Any = None, **kwargs: Any
+    ) -> None:
+        # Lightning refuses both triggers at once; a step count given on the command line wins.
+        if every_n_train_steps:
+            train_time_interval = None
+        super().__init__(
+            *args, every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval, **kwargs
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if batch_idx + 1 == trainer.num_training_batches:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class RandomState(Callback):
+    """Saves the random generators in every checkpoint and restores them when training resumes.
+
+    Restored in ``on_train_start``: the training loader has then been set up (torch's DataLoader
+    draws a number whenever it starts an iterator, and a resumed run starts one an uninterrupted
+    run does not), and nothing that shapes training (shuffling, augmentation, dropout) has drawn.
+    A run resumed mid-epoch continues that epoch's iterator; one resumed at an epoch's end starts
+    the next epoch's iterator after this hook, as an uninterrupted run does after its save.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return capture_rng()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pending = dict(state_dict)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.pending:
+            restore_rng(self.pending)
+            self.pending = None
+
+
+def capture_rng() -> dict[str, Any]:
+    """The generators' states as tensors (safe to load with ``weights_only=True``)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put the generators back to ``state`` (CUDA only where this machine has the same GPUs)."""
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)

@@ -1,0 +1,189 @@
+"""Tables across runs: one row per run, the seed statistics of each config, and a sweep's summary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from mnist_budget.hardware import hardware_label
+from mnist_budget.results import FAILURE_FILE, final_val_acc, write_atomically
+
+
+def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every training run's results.json under the given folders (searched recursively), by experiment name."""
+    files = sorted({file for path in paths for file in ([path] if path.is_file() else path.rglob("results.json"))})
+    results = (json.loads(file.read_text()) for file in files)
+    training = [r for r in results if r.get("task", "train") == "train"]  # eval runs write results.json too
+    return sorted(training, key=lambda r: (r.get("experiment") or "", r["model"]))
+
+
+def run_hardware(result: dict[str, Any]) -> str:
+    """The hardware a run trained on, as recorded in its results.json (older runs: unknown)."""
+    return hardware_label(result["hardware"]) if result.get("hardware") else "unknown hardware"
+
+
+def markdown_table(columns: list[tuple[str, str]], rows: list[list[str]]) -> str:
+    """``columns``: (heading, alignment) pairs, alignment ``l`` or ``r``; ``rows``: formatted cells."""
+    lines = [
+        "| " + " | ".join(heading for heading, _ in columns) + " |",
+        "| " + " | ".join("---:" if align == "r" else "---" for _, align in columns) + " |",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per run: what it is, what it cost, what it reached, what was claimed."""
+    columns = [
+        ("experiment", "l"), ("model", "l"), ("params", "r"), ("seed", "r"), ("precision", "l"), ("epochs", "r"),
+        ("best val acc", "r"), ("test acc (official 10k)", "r"), ("train s", "r"), ("s/epoch", "r"), ("claim", "l"),
+    ]  # fmt: skip
+    rows = [
+        [
+            r.get("experiment") or r["model"], r["model"], f"{r['params']:,}", str(r.get("seed", "")),
+            r.get("precision", ""), str(r["epochs"]), f"{100 * r['best_val_acc']:.2f} %",
+            f"**{100 * r['test_acc']:.2f} %**", f"{r['train_seconds']:.0f}",
+            f"{r['train_seconds'] / max(1, r['epochs']):.1f}", r.get("claim") or "",
+        ]  # fmt: skip
+        for r in results
+    ]
+    return markdown_table(columns, rows)
+
+
+def config_key(result: dict[str, Any]) -> tuple[str, ...]:
+    """What makes runs "the same config": experiment, overrides other than the seed, hardware, precision.
+
+    Runs that share it and differ only in ``seed`` are one row of the seed statistics.
+    """
+    overrides = sorted(o for o in result.get("overrides", []) if not o.lstrip("+~").startswith(("seed=", "hydra.")))
+    return (
+        result.get("experiment") or result["model"],
+        " ".join(overrides),
+        run_hardware(result),
+        str(result.get("precision", "")),
+    )
+
+
+def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per config: test accuracy of every seed, mean, sample standard deviation, minimum, and the
+    median training seconds. Accuracies are fractions, as in results.json."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for result in results:
+        groups.setdefault(config_key(result), []).append(result)
+    rows = []
+    for (experiment, overrides, hardware, precision), runs in groups.items():
+        runs = sorted(runs, key=lambda r: r.get("seed", 0))
+        accs = [r["test_acc"] for r in runs]
+        rows.append(
+            {
+                "experiment": experiment,
+                "overrides": overrides,
+                "hardware": hardware,
+                "precision": precision,
+                "params": runs[0]["params"],
+                "epochs": statistics.median(r["epochs"] for r in runs),
+                "seeds": [r.get("seed") for r in runs],
+                "test_accs": accs,
+                "mean": statistics.fmean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "min": min(accs),
+                "median_train_seconds": statistics.median(r["train_seconds"] for r in runs),
+            }
+        )
+    return rows
+
+
+def seed_table(rows: list[dict[str, Any]]) -> str:
+    """The seed statistics as a Markdown table (accuracies in %)."""
+    columns = [
+        ("experiment", "l"), ("overrides", "l"), ("hardware", "l"), ("precision", "l"), ("params", "r"),
+        ("epochs", "r"), ("seeds", "l"), ("test acc per seed", "l"), ("mean", "r"), ("std", "r"), ("min", "r"),
+        ("median train s", "r"),
+    ]  # fmt: skip
+    cells = [
+        [
+            row["experiment"], row["overrides"] or "-", row["hardware"], row["precision"], f"{row['params']:,}",
+            f"{row['epochs']:g}", ", ".join(map(str, row["seeds"])),
+            ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"]), f"**{100 * row['mean']:.2f} %**",
+            f"{100 * row['std']:.2f}", f"{100 * row['min']:.2f} %", f"{row['median_train_seconds']:.1f}",
+        ]  # fmt: skip
+        for row in rows
+    ]
+    return markdown_table(columns, cells)
+
+
+def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder of a sweep: its results, or its failure (status and error line)."""
+    jobs = []
+    for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)):
+        for name, status in (("results.json", "ok"), (FAILURE_FILE, "failed")):
+            if (job_dir / name).is_file():
+                row = json.loads((job_dir / name).read_text())
+                jobs.append({"job": job_dir.name, "status": status, **row})
+                break
+    return jobs
+
+
+def varying_overrides(jobs: list[dict[str, Any]]) -> list[str]:
+    """The override keys whose values differ between jobs (the sweep's axes)."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job.get("overrides", []):
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    seen_in_all = {key for key in values if all(any(o.startswith(f"{key}=") for o in j.get("overrides", [])) for j in jobs)}
+    return sorted(key for key, vals in values.items() if len(vals) > 1 or key not in seen_in_all)
+
+
+def short_value(value: str) -> str:
+    """An override value as a reader wants it: Optuna's 0.30752727452766 becomes 0.3075."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
+
+
+def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """The summary's header and rows; the best job by the sweep's validation metric is marked (not
+    the best test accuracy: choosing on the test set would make its figure optimistic)."""
+    jobs = sweep_jobs(sweep_dir)
+    axes = varying_overrides(jobs)
+    finished = [j for j in jobs if j["status"] == "ok"]
+    for job in finished:
+        job["final_val_acc"] = final_val_acc(job.get("history", []))
+    # conf/config.yaml's optimized_metric: val/acc ranks the final weights, val/acc_best the best epoch
+    final = bool(finished) and finished[0].get("optimized_metric") == "val/acc"
+    best = max(finished, key=lambda j: j["final_val_acc" if final else "best_val_acc"], default=None)
+    header = ["job", *axes, "params", "epochs", "best val acc", "final val acc", "test acc", "seconds", "status"]
+    rows = []
+    for job in jobs:
+        settings = dict(o.partition("=")[::2] for o in job.get("overrides", []))
+        cells = [job["job"] + (" (best)" if job is best else ""), *(short_value(settings.get(axis, "")) for axis in axes)]
+        if job["status"] == "ok":
+            cells += [f"{job['params']:,}", str(job["epochs"]), f"{100 * job['best_val_acc']:.2f} %",
+                      f"{100 * job['final_val_acc']:.2f} %", f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
+        else:
+            cells += ["", "", "", "", "", "", f"failed: {job.get('error', '')}"]
+        rows.append(cells)
+    return header, rows
+
+
+def write_sweep_summary(sweep_dir: Path) -> None:
+    """summary.csv and summary.md in the sweep folder, rewritten (atomically) as each job ends."""
+    header, rows = sweep_summary(sweep_dir)
+    text = io.StringIO()
+    csv.writer(text).writerows([header, *rows])
+    write_atomically(sweep_dir / "summary.csv", text.getvalue())
+    failed = sum(row[-1].startswith("failed") for row in rows)
+    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest validation accuracy "
+                f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
+                f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
+    markdown += markdown_table([(h, "l") for h in header], rows)
+    write_atomically(sweep_dir / "summary.md", markdown)
+
+
