@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -29,52 +29,88 @@ def data_dir() -> str:
 
 
 def project_config(*overrides: str) -> DictConfig:
-    """The config ``run.py`` would compose, plus the command line's own overrides."""
+    """The config ``run.py`` would compose, plus ``overrides`` (the benchmark's own, then the command
+    line's: later ones win)."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(
             config_name="config",
-            overrides=[f"paths.data_dir={data_dir()}", "paths.output_dir=/tmp/mnist-budget-bench", *overrides, *sys.argv[1:]],
+            overrides=[f"paths.data_dir={data_dir()}", "paths.output_dir=/tmp/mnist-budget-bench", *overrides],
         )
+
+
+SMOKE_HELP = "a smoke run: the smallest measurement that still runs every step (seconds, figures meaningless)"
+
+
+def argument_parser(doc: str, overrides: bool = True) -> argparse.ArgumentParser:
+    """The benchmark's command line: ``--smoke`` and (``overrides``) any Hydra overrides, in any order."""
+    parser = argparse.ArgumentParser(
+        description=doc, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    if overrides:
+        parser.add_argument(
+            "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of the project config, e.g. model=tiny"
+        )
+    return parser
 
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
-# Steady-state training throughput: WARMUP batches untimed, then STEPS timed batches.
+# Steady-state training throughput: WARMUP batches untimed, then STEPS timed batches
+# (a smoke run: SMOKE_WARMUP and SMOKE_STEPS).
 WARMUP, STEPS = 15, 120
-STEADY_STATE_OVERRIDES = (
-    f"trainer.limit_train_batches={WARMUP + STEPS}",
-    "trainer.limit_val_batches=0",
-    "trainer.max_epochs=1",
-    "~callbacks.model_checkpoint",
-    "~callbacks.last_checkpoint",
-    "~callbacks.model_summary",
-)
+SMOKE_WARMUP, SMOKE_STEPS = 0, 1
+
+
+def steady_state_overrides(warmup: int = WARMUP, steps: int = STEPS) -> tuple[str, ...]:
+    """One epoch of ``warmup + steps`` training batches, no validation, no checkpoints, no summary."""
+    return (
+        f"trainer.limit_train_batches={warmup + steps}",
+        "trainer.limit_val_batches=0",
+        "trainer.max_epochs=1",
+        "~callbacks.model_checkpoint",
+        "~callbacks.last_checkpoint",
+        "~callbacks.model_summary",
+    )
+
+
+STEADY_STATE_OVERRIDES = steady_state_overrides()
 
 
 class StepTimer(Callback):
-    """Times training batches WARMUP .. WARMUP + STEPS - 1 (fixed costs and warm-up excluded)."""
+    """Times training batches ``warmup`` .. ``warmup + steps - 1`` (fixed costs and warm-up excluded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, warmup: int = WARMUP, steps: int = STEPS) -> None:
+        self.warmup, self.steps = warmup, steps
         self.seconds = 0.0
         self._start = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == WARMUP:
+        if batch_idx == self.warmup:
             self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx == WARMUP + STEPS - 1:
+        if batch_idx == self.warmup + self.steps - 1:
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             self.seconds = time.perf_counter() - self._start
 
 
 def plain_loop_rate(
-    module, batches: Iterable, prepare: Callable, *, channels_last: bool, bf16: bool, compile_: bool = False
+    module,
+    batches: Iterable,
+    prepare: Callable,
+    *,
+    channels_last: bool,
+    bf16: bool,
+    compile_: bool = False,
+    warmup: int = WARMUP,
+    steps: int = STEPS,
 ) -> float:
-    """Images/s of a hand-written training loop (no Lightning) over ``batches`` of raw images and labels.
+    """Images/s of a hand-written training loop (no Lightning) over ``batches`` of raw images and
+    labels: ``warmup`` batches untimed, then ``steps`` timed ones.
 
     ``prepare`` augments and normalises a batch; the levers match the project's: channels-last
     layout, bf16 autocast, and (optionally) torch.compile.
@@ -87,11 +123,11 @@ def plain_loop_rate(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     images_seen = 0
     for i, (images, labels) in enumerate(batches):
-        if i == WARMUP:
+        if i == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start, images_seen = time.perf_counter(), 0
-        if i == WARMUP + STEPS:
+        if i == warmup + steps:
             break
         with autocast:
             loss = module.criterion(forward(prepare(images)), labels)
@@ -130,6 +166,6 @@ def device_note(cfg: DictConfig | None = None) -> str:
     device = default_device().type
     note = f"hardware: {hardware_line(describe(device))}"
     if cfg is not None:
-        _, precision, layout = run_settings(cfg)
-        note += f"\nmodel {cfg.model.name}; precision {precision}; layout {layout}"
+        settings = run_settings(cfg)
+        note += f"\nmodel {cfg.model.name}; precision {settings.precision}; layout {settings.layout}"
     return note

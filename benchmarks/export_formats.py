@@ -3,7 +3,10 @@
 Exports the checkpoint's network with the export task's own functions, then times each format on
 real test images: batch 1 (p50 and p99 latency of single calls) and batch 1,024 (images/s).
 
-    uv run python benchmarks/export_formats.py CKPT [--calls 2000] [--rounds 30]
+    uv run python benchmarks/export_formats.py CKPT [--calls 2000] [--rounds 30] [--smoke]
+
+The test images come from MNIST_BUDGET_DATA (else ../shared/data beside the checkout, else ./data).
+``--smoke``: 5 single calls after a warm-up of 2, one batch-1,024 round (a check that it runs).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import data_dir, device_note
+from common import SMOKE_HELP, data_dir, device_note
 from mnist_budget.checkpoints import load_network
 from mnist_budget.data import load_mnist, to_float_images
 from mnist_budget.mnist_files import normalise
@@ -32,9 +35,11 @@ def eager_runner(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def latency_ms(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, calls: int) -> tuple[float, float]:
-    """p50 and p99 of single-image calls, after a warm-up."""
-    for i in range(50):
+def latency_ms(
+    run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, calls: int, warmup: int = 50
+) -> tuple[float, float]:
+    """p50 and p99 of single-image calls, after a warm-up of ``warmup`` calls."""
+    for i in range(warmup):
         run(images[i : i + 1])
     times = []
     for i in range(calls):
@@ -57,12 +62,16 @@ def throughput(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, roun
     return float(np.median(rates))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP + "; overrides --calls and --rounds")
+    args = parser.parse_args(argv)
+    warmup = 50
+    if args.smoke:
+        args.calls, args.rounds, warmup = 5, 1, 2
     print(device_note())
     net, hparams = load_network(args.checkpoint)
     images, _ = load_mnist(Path(data_dir()), train=False)
@@ -80,7 +89,7 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     base = None
     for name, run in runners.items():
-        p50, p99 = latency_ms(run, inputs, args.calls)
+        p50, p99 = latency_ms(run, inputs, args.calls, warmup)
         rate = throughput(run, inputs, args.rounds)
         base = base or rate
         print(f"| {name} | {p50:.3f} | {p99:.3f} | {rate:,.0f} | {rate / base:.2f}x |")

@@ -5,19 +5,30 @@ this machine's device.
 Levers: batch size, channels_last, thread count, bf16 autocast, torch.compile. Each row is the
 median of ROUNDS rounds; every lever is measured against a baseline measured in the same rounds.
 
-    uv run python benchmarks/levers.py [--compile] [hydra overrides]
+    uv run python benchmarks/levers.py [--compile] [--smoke] [hydra overrides]
+
+``--smoke``: one round, one timed batch per lever, no warm-up (a check that it runs).
 """
 
 from __future__ import annotations
 
-import sys
-
 import lightning as L
 import torch
 
-from common import STEPS, device_note, load_on_device, median, plain_loop_rate, project_config
+from common import (
+    SMOKE_STEPS,
+    SMOKE_WARMUP,
+    STEPS,
+    WARMUP,
+    argument_parser,
+    device_note,
+    load_on_device,
+    median,
+    plain_loop_rate,
+    project_config,
+)
+from mnist_budget.builders import build_datamodule
 from mnist_budget.module import Classifier
-from mnist_budget.tasks.train import build_datamodule
 
 ROUNDS = 3
 
@@ -29,7 +40,9 @@ def shuffled_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int
         yield images[idx], labels[idx]
 
 
-def step_rate(cfg, datamodule, batch_size: int, channels_last=False, bf16=False, compile_=False) -> float:
+def step_rate(
+    cfg, datamodule, batch_size: int, channels_last=False, bf16=False, compile_=False, warmup=WARMUP, steps=STEPS
+) -> float:
     images, labels = datamodule.splits["train"].tensors
     return plain_loop_rate(
         Classifier.from_config(cfg).train().to(images.device),
@@ -38,13 +51,18 @@ def step_rate(cfg, datamodule, batch_size: int, channels_last=False, bf16=False,
         channels_last=channels_last,
         bf16=bf16,
         compile_=compile_,
+        warmup=warmup,
+        steps=steps,
     )
 
 
-def main() -> None:
-    use_compile = "--compile" in sys.argv
-    sys.argv = [arg for arg in sys.argv if arg != "--compile"]
-    cfg = project_config()
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser(__doc__)
+    parser.add_argument("--compile", action="store_true", help="add a torch.compile row")
+    args = parser.parse_intermixed_args(argv)
+    use_compile = args.compile
+    rounds, warmup, steps = (1, SMOKE_WARMUP, SMOKE_STEPS) if args.smoke else (ROUNDS, WARMUP, STEPS)
+    cfg = project_config(*args.overrides)
     L.seed_everything(0, verbose=False)
     datamodule = build_datamodule(cfg)
     load_on_device(datamodule)
@@ -62,13 +80,15 @@ def main() -> None:
     if use_compile:
         levers["torch.compile"] = {"compile_": True}
     rates: dict[str, list[float]] = {name: [] for name in levers}
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         for name, lever in levers.items():
             lever = dict(lever)
             torch.set_num_threads(lever.pop("threads", threads))
-            rates[name].append(step_rate(cfg, datamodule, lever.pop("batch_size", batch), **lever))
+            rates[name].append(
+                step_rate(cfg, datamodule, lever.pop("batch_size", batch), **lever, warmup=warmup, steps=steps)
+            )
         torch.set_num_threads(threads)
-    print(f"\n{device_note(cfg)}; {STEPS} timed steps, median of {ROUNDS} rounds")
+    print(f"\n{device_note(cfg)}; {steps} timed steps, median of {rounds} rounds")
     base = median(rates[next(iter(levers))])
     for name, values in rates.items():
         print(f"{name:45s} {median(values):8.0f} images/s  ({median(values) / base:.2f}x)")

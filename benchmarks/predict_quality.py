@@ -7,7 +7,10 @@ thin pen, some on a dark board, saved as PNG, JPEG, BMP or transparent PNG. Then
 MNIST-style preprocessing (``mnist_budget.preprocess.mnist_style``) and with a plain resize to
 28x28, and prints the accuracy of both per kind of image and overall.
 
-    uv run python benchmarks/predict_quality.py CKPT [--count 1000] [--keep DIR]
+    uv run python benchmarks/predict_quality.py CKPT [--count 1000] [--keep DIR] [--smoke]
+
+The test images come from MNIST_BUDGET_DATA (else ../shared/data beside the checkout, else ./data).
+``--smoke``: one image of each kind (a check that it runs).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from common import data_dir, device_note
+from common import SMOKE_HELP, data_dir, device_note
 from mnist_budget.checkpoints import load_network
 from mnist_budget.data import load_mnist
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, plain_resize
@@ -101,12 +104,15 @@ KINDS: dict[str, Callable[[np.ndarray, np.random.Generator], tuple[str, bytes]]]
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
     parser.add_argument("--count", type=int, default=1200, help="test images used (spread over the kinds)")
     parser.add_argument("--keep", type=Path, help="write the generated images here (default: a temporary folder)")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; --count {len(KINDS)}")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.count = len(KINDS)
     print(device_note())
     net, hparams = load_network(args.checkpoint)
     images, labels = load_mnist(Path(data_dir()), train=False)

@@ -6,24 +6,33 @@ summary, sanity check; compilation, where a config compiles) are reported separa
 set is evaluated after every epoch in this benchmark only, off the clock; on a GPU the clock is
 read after a CUDA synchronisation. Training stops at the first epoch that reaches the target.
 
-    uv run python benchmarks/time_to_target.py [--seeds 1,2,3,4,5] [hydra overrides]
+    uv run python benchmarks/time_to_target.py [--seeds 1,2,3,4,5] [--smoke] [hydra overrides]
+
+``--smoke``: one epoch of one training batch and one validation batch, no sanity check (the
+target is not reached: a check that it runs).
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
+from collections.abc import Sequence
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from common import device_note, project_config
+from common import argument_parser, device_note, project_config
+from mnist_budget.builders import build_datamodule, build_trainer
 from mnist_budget.module import Classifier
-from mnist_budget.tasks.train import build_datamodule, build_trainer
 
 TARGET = 0.994
+SMOKE_OVERRIDES = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "trainer.num_sanity_val_steps=0",
+)
 
 
 def synchronized_clock() -> float:
@@ -72,9 +81,14 @@ class TestEveryEpoch(Callback):
             trainer.should_stop = True
 
 
-def time_to_target(seed: int | None) -> tuple[TestEveryEpoch, object]:
-    """One run; returns its probe (per-epoch rows, fixed costs) and its config."""
-    cfg = project_config("~callbacks.model_checkpoint", "~callbacks.last_checkpoint", *([f"seed={seed}"] if seed is not None else []))
+def time_to_target(seed: int | None, overrides: Sequence[str] = ()) -> tuple[TestEveryEpoch, object]:
+    """One run (``overrides``: the command line's); returns its probe (per-epoch rows, fixed costs) and its config."""
+    cfg = project_config(
+        "~callbacks.model_checkpoint",
+        "~callbacks.last_checkpoint",
+        *([f"seed={seed}"] if seed is not None else []),
+        *overrides,
+    )
     L.seed_everything(cfg.seed, verbose=False)
     datamodule = build_datamodule(cfg)
     probe = TestEveryEpoch(datamodule)
@@ -84,21 +98,26 @@ def time_to_target(seed: int | None) -> tuple[TestEveryEpoch, object]:
     return probe, cfg
 
 
-def seeds_from_argv() -> list[int | None]:
-    """``--seeds 1,2,3`` (removed from sys.argv, which the config reads); none: the config's seed."""
-    if "--seeds" not in sys.argv:
-        return [None]
-    at = sys.argv.index("--seeds")
-    seeds = [int(seed) for seed in sys.argv[at + 1].split(",")]
-    del sys.argv[at : at + 2]
-    return seeds
+def seed_list(text: str) -> list[int]:
+    """``1,2,3`` -> [1, 2, 3]."""
+    return [int(seed) for seed in text.split(",")]
 
 
-def main() -> None:
-    seeds = seeds_from_argv()
+def main(argv: list[str] | None = None) -> None:
+    parser = argument_parser(__doc__)
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=[None],
+        metavar="1,2,3",
+        help="seeds to run, comma-separated (default: the config's)",
+    )
+    args = parser.parse_intermixed_args(argv)
+    seeds = args.seeds
+    overrides = [*(SMOKE_OVERRIDES if args.smoke else ()), *args.overrides]
     reached_seconds, lines, cfg = [], [], None
     for seed in seeds:
-        probe, cfg = time_to_target(seed)
+        probe, cfg = time_to_target(seed, overrides)
         reached = [row for row in probe.rows if row[2] >= TARGET]
         label = f"seed {cfg.seed}"
         if reached:

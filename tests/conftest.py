@@ -1,4 +1,6 @@
-"""Fixtures: small MNIST-format idx files (so torchvision's real loader runs) and composed configs."""
+"""Fixtures and helpers shared by the tests: MNIST-format idx files of synthetic digits (so
+torchvision's real loader runs), composed configs, one short-run override list, a trained
+checkpoint, the command line in-process (the preflight) and as a subprocess."""
 
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 REAL_DATA = ROOT.parent / "shared" / "data"
+
+# The one short run for tests: a few batches of every stage, the whole loop (checkpoints, logs,
+# schedule, test, figures) in seconds.
+SHORT_RUN = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=5",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -58,26 +69,65 @@ def group_options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
+def compose_cfg(output_dir: Path, data_dir: Path, *overrides: str) -> DictConfig:
+    """The real config composed with overrides, as a run in ``output_dir`` on the data in ``data_dir`` sees it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path, mnist_root: Path) -> Callable[..., DictConfig]:
     """Compose the real config with overrides, its outputs in tmp_path and its data in the fixture."""
+    return lambda *overrides: compose_cfg(tmp_path, mnist_root, *overrides)
 
-    def compose_cfg(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=[f"paths.data_dir={mnist_root}", *overrides],
-                return_hydra_config=True,
-            )
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.job.num = 0
-        HydraConfig().set_config(cfg)
-        return cfg
 
-    yield compose_cfg
-    GlobalHydra.instance().clear()
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
+    """The folder of a short real training run (synthetic digits): results.json, checkpoints/last.ckpt."""
+    from mnist_budget.tasks.train import train
+
+    run = tmp_path_factory.mktemp("trained")
+    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_train_batches=20"))
+    return run
+
+
+def preflight_refusal(*args: str, run_dir: Path, data_dir: Path) -> str:
+    """The one-line UserError that the command line's preflight raises for ``args`` (in-process)."""
+    from mnist_budget.errors import UserError
+    from mnist_budget.preflight import preflight
+
+    flags = [arg for arg in args if arg.startswith("-")]
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    with pytest.raises(UserError) as refused:
+        preflight([*flags, f"hydra.run.dir={run_dir}", f"paths.data_dir={data_dir}", *overrides], CONF_DIR)
+    message = str(refused.value)
+    assert "\n" not in message, message
+    return message
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def earlier_run(tmp_path: Path) -> Path:
+    """A finished run's folder: the bad command is pointed at it and must not touch it."""
+    folder = tmp_path / "earlier-run"
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (folder / "run.log").write_text("the earlier run's log\n")
+    (folder / "results.json").write_text('{"test_acc": 0.99}\n')
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "epoch_007.ckpt").write_bytes(b"weights of the earlier run")
+    return folder
 
 
 def run_cli(*args: str, data_dir: Path | str, run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:

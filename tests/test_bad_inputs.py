@@ -1,5 +1,6 @@
-"""Every refusal through ``python run.py``: exit code 2, one ``error:`` line naming the bad value,
-no traceback, and an earlier run's files in the same folder left exactly as they were."""
+"""Every refusal of the command line's preflight, in-process: one line naming the bad value, and an
+earlier run's files in the same folder left exactly as they were. (tests/test_cli.py checks the
+same through ``python run.py`` for a few of them: exit code 2, one ``error:`` line, no traceback.)"""
 
 from __future__ import annotations
 
@@ -7,45 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, malicious_checkpoint, run_cli, write_idx
+from conftest import ROOT, malicious_checkpoint, preflight_refusal, snapshot, write_idx
 
 import numpy as np
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-@pytest.fixture
-def earlier_run(tmp_path: Path) -> Path:
-    """A finished run's folder: the bad command is pointed at it and must not touch it."""
-    folder = tmp_path / "earlier-run"
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
-    (folder / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
-    (folder / "run.log").write_text("the earlier run's log\n")
-    (folder / "results.json").write_text('{"test_acc": 0.99}\n')
-    (folder / "checkpoints").mkdir()
-    (folder / "checkpoints" / "epoch_007.ckpt").write_bytes(b"weights of the earlier run")
-    return folder
-
-
-def assert_refused(result, *fragments: str) -> str:
-    """Exit 2, exactly one stderr line starting with ``error:`` that holds every fragment, no traceback."""
-    assert result.returncode == 2, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr and "Error in call to target" not in result.stderr, result.stderr[-3000:]
-    assert "HYDRA_FULL_ERROR" not in result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-    return errors[0]
-
-
 def refused_in(folder: Path, data_dir: Path, *args: str, fragments: tuple[str, ...]) -> str:
     before = snapshot(folder)
-    result = run_cli(*args, data_dir=data_dir, run_dir=folder)
-    line = assert_refused(result, *fragments)
+    line = preflight_refusal(*args, run_dir=folder, data_dir=data_dir)
+    for fragment in fragments:
+        assert fragment in line, line
     assert snapshot(folder) == before, "the refused command changed the earlier run's files"
     return line
 
@@ -66,6 +38,7 @@ CONFIG_CASES = [
     (["seed=abc"], ("seed='abc'", "integer")),
     (["seed=1.5"], ("seed=1.5", "integer")),
     (["model.net.dropout=1.2"], ("model.net.dropout=1.2",)),
+    (["experiment=reference_001", "model.net.dropout_end=1.5"], ("model.net.dropout_end=1.5",)),
     (["model.budget=5000"], ("19,634", "over its budget of 5,000")),
     (["model.net.channels=[8,16]"], ("model fast_cnn cannot be built",)),
     (["trainer.precision=17"], ("trainer.precision=17", "bf16-mixed")),
@@ -78,6 +51,9 @@ CONFIG_CASES = [
     (["callbacks=[default,ema]", "callbacks.ema.decay=1.5"], ("callbacks.ema.decay=1.5",)),
     (["augment._args_.0.degrees=-1"], ("augment degrees=-1",)),
     (["++trainer.overfit_batches=3"], ("trainer.overfit_batches=3", "debug=overfit")),
+    # kornia wants tuples; YAML lists reach it as ListConfig: found on a batch, not in the first step
+    (["augment._args_.0._target_=kornia.augmentation.RandomElasticTransform", "~augment._args_.0.degrees",
+      "~augment._args_.0.translate", "+augment._args_.0.sigma=[5.0,5.0]"], ("augment cannot be built or fails on a batch",)),
     pytest.param(["trainer=gpu"], ("trainer.accelerator=gpu", "no CUDA GPU"),
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ]
@@ -91,15 +67,15 @@ def test_bad_config_is_refused_before_anything_is_written(earlier_run, mnist_roo
 def test_run_folder_under_a_file_is_refused(tmp_path, mnist_root):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli(data_dir=mnist_root, run_dir=blocker / "run")
-    assert_refused(result, f"hydra.run.dir={blocker / 'run'} cannot be created", "is a file")
+    line = preflight_refusal(run_dir=blocker / "run", data_dir=mnist_root)
+    assert f"hydra.run.dir={blocker / 'run'} cannot be created" in line and "is a file" in line
 
 
 def test_sweep_folder_under_a_file_is_refused(tmp_path, mnist_root):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = run_cli("-m", "seed=1,2", f"hydra.sweep.dir={blocker / 'sweep'}", data_dir=mnist_root, run_dir=tmp_path)
-    assert_refused(result, "hydra.sweep.dir=", "is a file")
+    line = preflight_refusal("-m", "seed=1,2", f"hydra.sweep.dir={blocker / 'sweep'}", run_dir=tmp_path, data_dir=mnist_root)
+    assert "hydra.sweep.dir=" in line and "is a file" in line
 
 
 # Checkpoints ---------------------------------------------------------------------------------
@@ -171,34 +147,9 @@ def test_truncated_data_file(earlier_run, tmp_path):
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for prefix, count in (("train", 60_000), ("t10k", 10_000)):
+    for prefix, count in (("train", 100), ("t10k", 100)):  # the preflight reads headers and sizes only
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 255, (count, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, count))
     images = raw / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:5000])
     refused_in(earlier_run, root, fragments=("t10k-images-idx3-ubyte is truncated",))
-
-
-# Found while running: the run stops in one line (its own folder, kept for inspection) ---------
-
-
-def test_trainer_argument_that_lightning_refuses(tmp_path, mnist_root):
-    result = run_cli("trainer.devices=0", data_dir=mnist_root, run_dir=tmp_path / "run")
-    assert_refused(result, "trainer could not be built", "devices=0", "fix the trainer.* overrides")
-
-
-def test_non_finite_loss_stops_the_run(tmp_path, mnist_root):
-    run = tmp_path / "diverges"
-    result = run_cli("optim.lr=1e6", "trainer.max_epochs=1", "callbacks.progress_bar.refresh_rate=0",
-                     data_dir=mnist_root, run_dir=run)
-    assert_refused(result, "the training loss became", "at epoch 1, step", "lower optim.lr")
-    assert not (run / "results.json").exists()
-    log = (run / "run.log").read_text()
-    assert "Traceback" in log and "callbacks.py" in log  # the traceback is kept in the run's log
-
-
-def test_full_error_shows_the_traceback(tmp_path, mnist_root, monkeypatch):
-    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path / "run")
-    assert result.returncode != 0
-    assert "Traceback" in result.stderr and "optim.lr=-1" in result.stderr

@@ -7,7 +7,8 @@ import torch
 from conftest import malicious_checkpoint
 
 from mnist_budget.checkpoint_io import AtomicCheckpointIO
-from mnist_budget.checkpoints import first_difference, load_checkpoint, resolve_checkpoint_path
+from mnist_budget.checkpoints import load_checkpoint
+from mnist_budget.resume import first_difference, resolve_checkpoint_path
 from mnist_budget.errors import UserError
 
 

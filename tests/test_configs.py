@@ -7,10 +7,12 @@ import importlib.util
 import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 
 from conftest import group_options
 from mnist_budget.module import Classifier
-from mnist_budget.tasks.train import build_datamodule, build_trainer
+from mnist_budget.builders import build_datamodule, build_trainer
 
 TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "trainer"]
 
@@ -20,18 +22,18 @@ TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "tra
 )
 def test_every_group_option_composes_and_builds(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
-    assert cfg.model.budget > 0
     module = Classifier.from_config(cfg)
     assert isinstance(module.build_optimizer(), torch.optim.Optimizer)
     datamodule = build_datamodule(cfg)
-    assert datamodule.batch_size > 0
-    for entry in (cfg.get("callbacks") or {}).values():
-        assert instantiate(entry) is not None
+    assert datamodule.batch_size == cfg.data.batch_size
+    for name, entry in (cfg.get("callbacks") or {}).items():
+        built = instantiate(entry)
+        assert isinstance(built, Callback) or (name == "progress_bar" and built is None), name  # no bar without a terminal
     for entry in (cfg.get("logger") or {}).values():
         package = {"mlflow": "mlflow", "wandb": "wandb"}.get(option) if group == "logger" else None
         if package and importlib.util.find_spec(package) is None:
             pytest.skip(f"the optional {package} extra is not installed (tests/test_loggers.py checks the refusal)")
-        assert instantiate(entry) is not None
+        assert isinstance(instantiate(entry), Logger)
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # a GPU trainer cannot be built on a machine without one
     assert build_trainer(cfg).max_epochs >= 1  # trainer.precision=auto resolved as run.py does
@@ -46,3 +48,12 @@ def test_augmentations_change_images_but_keep_shape(make_cfg):
         out = instantiate(cfg.augment)(images)
         assert out.shape == images.shape
         assert not torch.allclose(out, images)
+
+
+@pytest.mark.parametrize("task", group_options("task"))
+def test_every_task_config_names_its_function_and_its_check(make_cfg, task):
+    from mnist_budget.tasks import task_check, task_function
+
+    cfg = make_cfg(f"task={task}")
+    run, check = task_function(cfg), task_check(cfg)
+    assert callable(run) and callable(check) and run.__module__ == check.__module__ == f"mnist_budget.tasks.{task}"

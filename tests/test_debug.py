@@ -16,16 +16,25 @@ def test_the_four_debug_configs_exist():
     assert set(DEBUG) == {"fdr", "limit", "overfit", "profiler"}
 
 
-@pytest.mark.parametrize("name", DEBUG)
+@pytest.mark.parametrize("name", ["fdr", "limit"])
 def test_debug_config_runs_in_its_own_folder(make_cfg, tmp_path, name):
-    cfg = make_cfg(f"debug={name}", "callbacks.progress_bar.refresh_rate=0")
+    cfg = make_cfg(f"debug={name}")
     assert f"/debug/{name}/" in cfg.hydra.run.dir
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["epochs"] >= 1 and 0.0 <= results["test_acc"] <= 1.0
+    assert len(results["history"]) == results["epochs"] == (1 if name == "fdr" else 2)
 
 
+@pytest.mark.slow
+def test_profiler_config_runs(make_cfg, tmp_path):
+    train(make_cfg("debug=profiler"))
+    assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
+
+
+@pytest.mark.slow
 def test_overfit_config_fits_its_batches(make_cfg, tmp_path):
-    train(make_cfg("debug=overfit", "callbacks.progress_bar.refresh_rate=0"))
+    cfg = make_cfg("debug=overfit")
+    assert "/debug/overfit/" in cfg.hydra.run.dir
+    train(cfg)
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert history[-1]["train/acc"] == 1.0  # the same 3 batches, learnt by heart

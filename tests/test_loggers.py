@@ -9,35 +9,33 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import run_cli
+from conftest import SHORT_RUN, preflight_refusal
 
 from mnist_budget.loggers import wandb_logged_in
-
-SHORT = ("trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-         "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+from mnist_budget.tasks.train import train
 
 
-def refused_for_missing(result, package: str) -> None:
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert f"needs the {package} package: uv sync --extra {package}" in result.stderr
+def refused_for_missing(package: str, *args: str, run_dir, data_dir) -> None:
+    line = preflight_refusal(*args, run_dir=run_dir, data_dir=data_dir)
+    assert f"needs the {package} package: uv sync --extra {package}" in line
 
 
-def test_mlflow_logs_to_a_local_store(mnist_root, tmp_path):
+def test_mlflow_logs_to_a_local_store(make_cfg, mnist_root, tmp_path):
     logs = tmp_path / "outputs"
-    result = run_cli("logger=[tensorboard,mlflow]", f"paths.log_dir={logs}", *SHORT, data_dir=mnist_root, run_dir=tmp_path / "run")
+    args = ("logger=[tensorboard,mlflow]", f"paths.log_dir={logs}", *SHORT_RUN)
     if importlib.util.find_spec("mlflow") is None:
-        refused_for_missing(result, "mlflow")
+        refused_for_missing("mlflow", *args, run_dir=tmp_path / "run", data_dir=mnist_root)
         return
-    assert result.returncode == 0, result.stderr[-3000:]
+    train(make_cfg(*args))
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{logs / 'mlruns' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("mnist_budget").experiment_id])
     assert {"test/acc", "val/acc", "hp/test_acc"} <= set(run.data.metrics)
-    assert (tmp_path / "run" / "tensorboard").is_dir()  # both loggers at once
+    assert (tmp_path / "tensorboard").is_dir()  # both loggers at once
 
 
-def test_wandb_runs_offline_unless_logged_in(mnist_root, tmp_path, monkeypatch):
+def test_wandb_runs_offline_unless_logged_in(make_cfg, mnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
@@ -45,12 +43,11 @@ def test_wandb_runs_offline_unless_logged_in(mnist_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert wandb_logged_in()
     monkeypatch.delenv("WANDB_API_KEY")
-    result = run_cli("logger=wandb", *SHORT, data_dir=mnist_root, run_dir=tmp_path / "run")
     if importlib.util.find_spec("wandb") is None:
-        refused_for_missing(result, "wandb")
+        refused_for_missing("wandb", "logger=wandb", *SHORT_RUN, run_dir=tmp_path / "run", data_dir=mnist_root)
         return
-    assert result.returncode == 0, result.stderr[-3000:]
-    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    train(make_cfg("logger=wandb", *SHORT_RUN))
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(offline.glob("*.wandb"))  # the run's data, for `wandb sync` later
 
 

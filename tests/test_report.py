@@ -41,7 +41,7 @@ def seed_run(seed: int, test_acc: float, *, overrides: list[str], cpu_bf16: bool
 
 
 def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
-    from mnist_budget.report import seed_statistics
+    from mnist_budget.tables import seed_statistics
 
     runs = [seed_run(s, acc, overrides=["optim.lr=0.1"], seconds=30 + s) for s, acc in
             zip(range(1, 6), (0.9950, 0.9940, 0.9960, 0.9945, 0.9955))]

@@ -13,9 +13,9 @@ import pytest
 from conftest import CONF_DIR, run_cli
 from hydra import compose, initialize_config_dir
 
-from mnist_budget.report import sweep_summary
+from mnist_budget.tables import sweep_summary
 
-FAST = ("trainer.fast_dev_run=true", "callbacks.progress_bar.refresh_rate=0")
+FAST = ("trainer.fast_dev_run=true")
 
 
 def summary_rows(sweep: Path) -> list[dict[str, str]]:
@@ -98,8 +98,7 @@ def test_optuna_search_in_sqlite_continues_and_records_failed_trials(mnist_root,
 @pytest.mark.slow
 def test_two_process_cpu_ddp_fits_and_tests_once(mnist_root, tmp_path):
     run = tmp_path / "ddp"
-    result = run_cli("trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=10", "data.batch_size=64",
-                     "callbacks.progress_bar.refresh_rate=0", data_dir=mnist_root, run_dir=run)  # fmt: skip
+    result = run_cli("trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=10", "data.batch_size=64", data_dir=mnist_root, run_dir=run)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["processes"] == 2 and results["global_batch_size"] == 128

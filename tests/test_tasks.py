@@ -1,4 +1,4 @@
-"""After training: eval, predict and export through ``run.py``, on a model trained here, and their refusals."""
+"""After training: eval, predict and export on a model trained here (in-process), and their refusals."""
 
 from __future__ import annotations
 
@@ -10,34 +10,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import malicious_checkpoint, run_cli
+from conftest import malicious_checkpoint, preflight_refusal
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_budget.checkpoints import load_network
+from mnist_budget.errors import UserError
 from mnist_budget.mnist_files import normalise
 from mnist_budget.preprocess import ImageProblem, centre_by_mass, load_image, mnist_style
-
-SHORT_TRAINING = ("trainer.max_epochs=1", "trainer.limit_train_batches=20", "trainer.limit_val_batches=2",
-                  "callbacks.progress_bar.refresh_rate=0")  # fmt: skip
+from mnist_budget.tasks.eval import evaluate
+from mnist_budget.tasks.export import export
+from mnist_budget.tasks.predict import predict
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, mnist_root) -> Path:
+def trained(trained_run) -> Path:
     """The last checkpoint of a short real training run (synthetic digits)."""
-    run = tmp_path_factory.mktemp("train")
-    result = run_cli(*SHORT_TRAINING, data_dir=mnist_root, run_dir=run)
-    assert result.returncode == 0, result.stderr[-3000:]
     for name in ("confusion_matrix.png", "misclassified.png", "training_metrics.png"):
-        assert (run / name).stat().st_size > 0  # every training run leaves the same figures as eval
-    return run / "checkpoints" / "last.ckpt"
+        assert (trained_run / name).stat().st_size > 0  # every training run leaves the same figures as eval
+    return trained_run / "checkpoints" / "last.ckpt"
 
 
-def error_line(result) -> str:
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    return lines[0]
+def refusal(task, cfg) -> str:
+    """The one-line UserError a task raises."""
+    with pytest.raises(UserError) as refused:
+        task(cfg)
+    assert "\n" not in str(refused.value)
+    return str(refused.value)
 
 
 # A digit-like shape in MNIST's own form: a white "7" (bar and diagonal) on black, 28x28.
@@ -119,10 +118,9 @@ def test_blank_and_unreadable_images_are_refused_with_a_reason(tmp_path):
 # Eval ---------------------------------------------------------------------------------------
 
 
-def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, mnist_root, tmp_path):
-    run = tmp_path / "eval"
-    result = run_cli("task=eval", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=run)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, make_cfg, tmp_path):
+    run = tmp_path
+    evaluate(make_cfg("task=eval", f"ckpt_path={trained}"))
     results = json.loads((run / "results.json").read_text())
     training = json.loads((trained.parents[1] / "results.json").read_text())
     assert results["task"] == "eval" and results["model"] == "fast_cnn"
@@ -139,13 +137,12 @@ def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, mnist_root, 
 # Predict ------------------------------------------------------------------------------------
 
 
-def test_predict_a_folder_reads_the_good_files_and_lists_the_bad(trained, mnist_root, tmp_path):
+def test_predict_a_folder_reads_the_good_files_and_lists_the_bad(trained, make_cfg, tmp_path, capsys):
     inputs = tmp_path / "inputs"
     write_inputs(inputs)
-    run = tmp_path / "predict"
-    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={inputs}", "save_preprocessed=true",
-                     data_dir=mnist_root, run_dir=run)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path
+    predict(make_cfg("task=predict", f"ckpt_path={trained}", f"input={inputs}", "save_preprocessed=true"))
+    stdout = capsys.readouterr().out
     rows = list(csv.DictReader((run / "predictions.csv").open()))
     assert [Path(row["path"]).name for row in rows] == sorted(p.name for p in inputs.iterdir())
     by_name = {Path(row["path"]).name: row for row in rows}
@@ -157,7 +154,7 @@ def test_predict_a_folder_reads_the_good_files_and_lists_the_bad(trained, mnist_
     for name in predicted:
         top3 = by_name[name]["top3"].split()
         assert len(top3) == 3 and float(by_name[name]["probability"]) == float(top3[0].split(":")[1])
-        assert f"{name}: {by_name[name]['digit']} (" in result.stdout  # one console line per file
+        assert f"{name}: {by_name[name]['digit']} (" in stdout  # one console line per file
     # The four readable images are the same digit: after preprocessing the network sees much the same.
     seen = sorted((run / "preprocessed").glob("*.png"))
     assert len(seen) == 4
@@ -165,12 +162,10 @@ def test_predict_a_folder_reads_the_good_files_and_lists_the_bad(trained, mnist_
     assert all(np.corrcoef(arrays[0].flatten(), a.flatten())[0, 1] > 0.6 for a in arrays[1:])
 
 
-def test_predict_writes_json_and_matches_the_network(trained, mnist_root, tmp_path):
+def test_predict_writes_json_and_matches_the_network(trained, make_cfg, tmp_path):
     files = write_inputs(tmp_path / "inputs")
-    run = tmp_path / "predict"
-    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", "output=out.json",
-                     data_dir=mnist_root, run_dir=run)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path
+    predict(make_cfg("task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", "output=out.json"))
     (row,) = json.loads((run / "out.json").read_text())
     net, _ = load_network(trained)
     with torch.no_grad():
@@ -190,13 +185,12 @@ def test_predict_writes_json_and_matches_the_network(trained, mnist_root, tmp_pa
     ],
     ids=["missing", "empty-folder", "glob-no-match", "not-an-image", "zero-bytes", "blank"],
 )
-def test_predict_with_nothing_to_read_is_refused(trained, mnist_root, tmp_path, make_input, fragment):
+def test_predict_with_nothing_to_read_is_refused(trained, make_cfg, tmp_path, make_input, fragment):
     target = make_input(tmp_path)
-    result = run_cli("task=predict", f"ckpt_path={trained}", f"input={target}", data_dir=mnist_root, run_dir=tmp_path / "run")
-    assert fragment in error_line(result)
+    assert fragment in refusal(predict, make_cfg("task=predict", f"ckpt_path={trained}", f"input={target}"))
 
 
-def test_predict_refuses_bad_checkpoints(trained, mnist_root, tmp_path):
+def test_predict_refuses_bad_checkpoints(trained, make_cfg, mnist_root, tmp_path):
     image = saved(Image.fromarray(mnist_seven()), tmp_path / "seven.png")
     marker = tmp_path / "code-ran"
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -208,21 +202,19 @@ def test_predict_refuses_bad_checkpoints(trained, mnist_root, tmp_path):
     torch.save(checkpoint, other)
     for path, fragment in ((evil, "not a safe, readable checkpoint"), (truncated, "not a safe, readable checkpoint"),
                            (other, "does not hold weights of model 'fast_cnn'")):  # fmt: skip
-        result = run_cli("task=predict", f"ckpt_path={path}", f"input={image}", data_dir=mnist_root, run_dir=tmp_path / path.stem)
-        assert fragment in error_line(result)
+        assert fragment in refusal(predict, make_cfg("task=predict", f"ckpt_path={path}", f"input={image}"))
     assert not marker.exists()
-    result = run_cli("task=predict", f"input={image}", data_dir=mnist_root, run_dir=tmp_path / "no-ckpt")
-    assert "task=predict needs ckpt_path=" in error_line(result)
+    line = preflight_refusal("task=predict", f"input={image}", run_dir=tmp_path / "no-ckpt", data_dir=mnist_root)
+    assert "task=predict needs ckpt_path=" in line
 
 
 # Export -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
-def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, mnist_root, tmp_path, fmt):
-    run = tmp_path / "export"
-    result = run_cli("task=export", f"format={fmt}", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=run)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, make_cfg, tmp_path, fmt):
+    run = tmp_path
+    export(make_cfg("task=export", f"format={fmt}", f"ckpt_path={trained}"))
     path = run / f"model.{fmt}"
     info = json.loads(Path(f"{path}.json").read_text())
     assert info["input"]["shape"] == ["batch", 1, 28, 28] and info["classes"] == [str(d) for d in range(10)]
@@ -245,5 +237,5 @@ def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, mnist_root,
 
 
 def test_export_refuses_an_unknown_format(trained, mnist_root, tmp_path):
-    result = run_cli("task=export", "format=tflite", f"ckpt_path={trained}", data_dir=mnist_root, run_dir=tmp_path / "run")
-    assert "format=tflite is not supported" in error_line(result)
+    line = preflight_refusal("task=export", "format=tflite", f"ckpt_path={trained}", run_dir=tmp_path / "run", data_dir=mnist_root)
+    assert "format=tflite is not supported" in line

@@ -15,8 +15,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary,
 from omegaconf import DictConfig
 
 from mnist_budget.checkpoint_io import AtomicCheckpointIO
+from mnist_budget.console import route_library_logs
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.hardware import RunSettings, run_settings
+
+route_library_logs()  # Lightning, imported just now, gave its logger a console handler of its own
 
 # Trainer switches and the callbacks they turn off.
 SWITCHED_CALLBACKS = {

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mnist_budget.errors import UserError, first_line
+from mnist_budget.models import build_network
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
@@ -46,14 +47,12 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     The network is rebuilt from the model config saved in the checkpoint, so eval, predict and
     export need no ``model=`` override; weights that do not fit it are refused in one line.
     """
-    from hydra.utils import instantiate
-
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters", {})
     model = hparams.get("model") or {}
     if "net" not in model:
         raise UserError(f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs")
-    net = instantiate(model["net"])
+    net = build_network(model["net"], str(model.get("name")))
     weights = {key[len("net."):]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
     try:
         net.load_state_dict(weights)

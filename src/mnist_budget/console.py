@@ -25,11 +25,13 @@ class ConsoleFilter(logging.Filter):
 
 
 def route_library_logs() -> None:
-    """Send Lightning's records through Hydra's handlers, once.
+    """Send Lightning's records through Hydra's handlers, once; called where Lightning is imported
+    (mnist_budget.builders).
 
-    Lightning gives its loggers their own console handler when it is imported before logging is
-    configured (then every line appears twice: once by it, once by Hydra's handler); Python
-    warnings are captured as log records, so that they reach the log file instead of the console.
+    Importing Lightning gives its loggers console handlers of their own (then a line appears
+    twice, once by them and once by Hydra's handler, and the model summary and device lines reach
+    the console); Python warnings are captured as log records, so that they reach the log file
+    instead of the console.
     """
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
 from mnist_budget.errors import UserError
+from mnist_budget.models import build_network
 
 NUM_CLASSES = 10
 
@@ -40,7 +41,7 @@ class Classifier(L.LightningModule):
         """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config."""
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.net: nn.Module = instantiate(model["net"])
+        self.net: nn.Module = build_network(model["net"], model.get("name", "?"))
         # Label smoothing is part of the training recipe, so it lives in the optim config.
         self.criterion = nn.CrossEntropyLoss(label_smoothing=optim.get("label_smoothing", 0.0))
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # lets the model summary show shapes

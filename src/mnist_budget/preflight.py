@@ -126,10 +126,15 @@ def make_sqlite_folders(cfg: DictConfig) -> None:
             Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
-def check_added_trainer_keys(overrides: list[str]) -> None:
+def check_added_trainer_keys(overrides: list[str], conf_dir: Path) -> None:
     """A trainer key the command line adds (``++trainer.foo=1``) must be an argument of Lightning's
-    Trainer. Lightning is imported only then: the shipped configs' keys are known to be right."""
-    added = [o.lstrip("+").partition("=")[0] for o in overrides if o.startswith("+") and o.lstrip("+").startswith("trainer.")]
+    Trainer. Lightning (seconds to import) is asked only about keys that the configs lack."""
+    adding = [o for o in overrides if o.startswith("+") and o.lstrip("+").startswith("trainer.")]
+    if not adding:
+        return
+    shipped = compose_config([o for o in overrides if o not in adding], conf_dir).trainer
+    added = [o.lstrip("+").partition("=")[0] for o in adding]
+    added = [key for key in added if key.removeprefix("trainer.").split(".")[0] not in shipped]
     if not added:
         return
     import inspect
@@ -166,7 +171,7 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         raise UserError(f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override") from err
     check_output_folder(run_dir, run_key)
     check_config(cfg)
-    check_added_trainer_keys(overrides)
+    check_added_trainer_keys(overrides, conf_dir)
     run_settings(cfg)  # the device (trainer=gpu without a GPU) and the memory layout
     task_check(cfg)(cfg, run_dir, multirun)
     check_trackers(cfg)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.mnist_files import check_data_arguments, check_mnist_files
-from mnist_budget.models import check_budget
+from mnist_budget.models import build_network, check_budget
 
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
 # (tests/test_validate.py compares this list with Lightning's own, so that it cannot fall behind).
@@ -94,10 +94,7 @@ def check_model(cfg: DictConfig) -> None:
     """Build the network and run it on two images: a bad argument, a model over its budget or a
     network that cannot process a 28x28 digit is refused now, not in the first training step."""
     fix = "fix the model.* override"
-    try:
-        net = instantiate(cfg.model.net)
-    except Exception as err:  # noqa: BLE001 - the model's own error, e.g. a bad channel count
-        raise _as_user_error(err, f"model {cfg.model.name} cannot be built from model.net", fix) from err
+    net = build_network(cfg.model.net, cfg.model.name)
     check_budget(net, cfg.model.budget, cfg.model.name)
     try:
         with torch.no_grad():

@@ -1,8 +1,27 @@
 """Plain ``nn.Module`` networks, free of Lightning, one file per family."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
-from mnist_budget.errors import UserError
+from mnist_budget.errors import UserError, find_user_error, first_line
+
+
+def build_network(net: Mapping[str, Any], name: str) -> nn.Module:
+    """The network that a model config's ``net`` describes (Hydra's instantiate). The network's own
+    refusal (a UserError, say a dropout rate of 1.2) comes out as it is; any other failure to build
+    it as one line naming the model."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(net)
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the network's own error
+        refusal = find_user_error(err)
+        if refusal is not None:
+            raise refusal from err
+        reason = first_line(err.__cause__ or err).rstrip(".")
+        raise UserError(f"model {name} cannot be built from model.net ({reason}): fix the model.* override") from err
 
 
 def count_parameters(net: nn.Module) -> int:

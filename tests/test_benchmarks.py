@@ -1,0 +1,184 @@
+"""Smoke runs of the benchmark scripts (benchmarks/*.py): each one's ``--smoke`` version, in-process
+on the synthetic MNIST files, and what it printed (the figures' lines, in their format).
+
+The figures of a smoke run mean nothing (a step or two, on a busy test machine): these tests check
+that every script still runs against the project's code and prints the lines a reader looks for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+RATE = r"[\d,]+ images/s"  # a figure as the scripts print it, e.g. "   3524 images/s" or "12,345 images/s"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package; its scripts import ``common``)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def bench_env(monkeypatch: pytest.MonkeyPatch, mnist_root: Path, tmp_path: Path) -> Path:
+    """The scripts read their data from MNIST_BUDGET_DATA; their temporary folders go to tmp_path.
+
+    One torch thread: the smoke figures mean nothing anyway, and on a machine busy with other
+    work (a test run beside a training run) more threads than free cores are many times slower.
+    """
+    monkeypatch.setenv("MNIST_BUDGET_DATA", str(mnist_root))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    GlobalHydra.instance().clear()  # the scripts compose the config themselves
+    yield tmp_path
+    GlobalHydra.instance().clear()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
+    """checkpoints/last.ckpt of a tiny real fit of the default model (one training batch, one
+    validation batch), built as the train task builds its run (mnist_budget.builders). Not
+    ``tasks.train.train`` itself: its test figures alone take some 7 s here."""
+    import lightning as L
+
+    from mnist_budget.builders import build_datamodule, build_trainer
+    from mnist_budget.module import Classifier
+
+    run = tmp_path_factory.mktemp("bench-train")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"paths.data_dir={mnist_root}",
+                f"paths.output_dir={run}",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=1",
+                "trainer.limit_val_batches=1",
+                "trainer.num_sanity_val_steps=0",
+            ],
+        )
+    GlobalHydra.instance().clear()
+    L.seed_everything(cfg.seed, verbose=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in bench_env
+    try:
+        build_trainer(cfg).fit(Classifier.from_config(cfg), datamodule=build_datamodule(cfg))
+    finally:
+        torch.set_num_threads(threads)
+    path = run / "checkpoints" / "last.ckpt"
+    assert path.is_file()
+    return path
+
+
+def hardware_lines(out: str) -> None:
+    assert re.search(r"^hardware: .+ threads, torch \S+$", out, re.M), out
+
+
+def settings_line(out: str) -> None:
+    assert re.search(r"^model fast_cnn; precision \S+; layout (contiguous|channels_last)", out, re.M), out
+
+
+def test_inference(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("inference").main(["--smoke", f"paths.output_dir={bench_env}"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    settings_line(out)
+    assert re.search(rf"^evaluation \(trainer.test, batch 2000\): +{RATE} \(median\)$", out, re.M), out
+    for batch in (128, 512):
+        assert re.search(rf"^inference \(bare network, batch +{batch}\): +{RATE} \(median\)$", out, re.M), out
+
+
+def test_lightning_overhead(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("lightning_overhead").main(["--smoke", f"paths.output_dir={bench_env}"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    assert re.search(r"^round 1: plain +\d+ img/s \| lightning +\d+ img/s$", out, re.M), out
+    assert "; batch 128, 1 timed steps per round, 1 rounds" in out, out
+    assert re.search(rf"^plain PyTorch loop: +{RATE} \(median\)$", out, re.M), out
+    assert re.search(rf"^project Lightning: +{RATE} \(median\)$", out, re.M), out
+    overhead = r"^Lightning overhead: [+-]\d+\.\d % time per image \(plain/lightning = \d+\.\d{3}\)$"
+    assert re.search(overhead, out, re.M), out
+
+
+def test_levers(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("levers").main(["--smoke", f"paths.output_dir={bench_env}"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    assert "1 timed steps, median of 1 rounds" in out, out
+    rows = re.findall(rf"^(.+?) +{RATE}  \((\d+\.\d\d)x\)$", out, re.M)
+    names = [name.strip() for name, _ in rows]
+    assert names[0].startswith("baseline (batch 128, fp32, NCHW") and rows[0][1] == "1.00", out
+    assert names[1:] == [
+        "batch 64",
+        "batch 256",
+        "channels_last",
+        "bf16 autocast",
+        "channels_last + bf16 autocast",
+        "1 thread",
+    ], out
+
+
+def test_throughput(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("throughput").main(["--smoke", f"paths.output_dir={bench_env}"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    assert re.search(r"^round 1: classic +\d+ img/s \| project +\d+ img/s$", out, re.M), out
+    assert re.search(rf"^classic pipeline \(A\): +{RATE} \(median\)$", out, re.M), out
+    assert re.search(rf"^project \(B\): +{RATE} \(median\)$", out, re.M), out
+    assert re.search(r"^B/A = \d+\.\d\dx$", out, re.M), out
+
+
+def test_time_to_target(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("time_to_target").main(["--smoke", "--seeds", "3", f"paths.output_dir={bench_env}"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    settings_line(out)
+    assert re.search(r"^epoch 1: test \d+\.\d\d % at \d+\.\d s$", out, re.M), out
+    assert re.search(
+        r"^seed 3: (reached|did NOT reach 99\.4 %:) \d+\.\d\d % after 1 epochs, \d+\.\d s.* "
+        r"\(one-time costs before the first batch: \d+\.\d s\)$",
+        out,
+        re.M,
+    ), out
+
+
+def test_export_formats(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("export_formats").main([str(checkpoint), "--smoke"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    assert "model fast_cnn; " in out, out
+    rows = re.findall(r"^\| (.+?) \| (\d+\.\d{3}) \| (\d+\.\d{3}) \| ([\d,]+) \| (\d+\.\d\d)x \|$", out, re.M)
+    assert [row[0] for row in rows] == ["eager PyTorch (fp32)", "ONNX Runtime", "torch.export program (.pt2)"], out
+    assert rows[0][4] == "1.00"
+
+
+def test_predict_quality(checkpoint: Path, bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_benchmark("predict_quality")
+    kept = bench_env / "images"
+    module.main([str(checkpoint), "--smoke", "--keep", str(kept)])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    kinds = len(module.KINDS)
+    assert f"model fast_cnn, {kinds} images in {kept}" in out, out
+    rows = re.findall(r"^\| (.+?) \| (\d+) \| (\d+\.\d) % \| (\d+\.\d) % \|$", out, re.M)
+    assert [(name, count) for name, count, _, _ in rows] == [(kind, "1") for kind in module.KINDS], out
+    assert re.search(rf"^\| \*\*all\*\* \| {kinds} \| \*\*\d+\.\d %\*\* \| \d+\.\d % \|$", out, re.M), out
+    assert len(list(kept.iterdir())) == kinds
