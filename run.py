@@ -18,7 +18,7 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from mnist_budget.errors import UserError, find_user_error, first_line
+from mnist_budget.errors import Interrupted, UserError, find_user_error, first_line
 from mnist_budget.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -72,6 +72,12 @@ def main(cfg: DictConfig) -> float:
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)
+    except Interrupted as err:  # SIGTERM or Ctrl-C: the checkpoint is saved, the line says how to resume
+        if in_multirun():
+            record_failure(Path(cfg.paths.output_dir), str(err), status="interrupted")
+            update_summary()
+        print(err, file=sys.stderr)
+        sys.exit(err.exit_code)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
         user_error = find_user_error(err) or config_error(err)
         if show_tracebacks() or not (user_error or in_multirun()):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,6 +21,11 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 REAL_DATA = ROOT.parent / "shared" / "data"
+
+# Under pytest-xdist (``-n auto``, pyproject.toml) the test processes share the cores: more torch
+# threads than cores make every training step several times slower.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, torch.get_num_threads() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 # The one short run for tests: a few batches of every stage, the whole loop (checkpoints, logs,
 # schedule, test, figures) in seconds.
@@ -94,7 +100,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> P
     from mnist_budget.tasks.train import train
 
     run = tmp_path_factory.mktemp("trained")
-    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_train_batches=20"))
+    # 5 steps (also the short schedule's smoke test); the whole test set, which eval and export score too
+    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_test_batches=1.0"))
     return run
 
 

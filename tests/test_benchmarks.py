@@ -16,7 +16,6 @@ from types import ModuleType
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,40 +51,9 @@ def bench_env(monkeypatch: pytest.MonkeyPatch, mnist_root: Path, tmp_path: Path)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
-    """checkpoints/last.ckpt of a tiny real fit of the default model (one training batch, one
-    validation batch), built as the train task builds its run (mnist_budget.builders). Not
-    ``tasks.train.train`` itself: its test figures alone take some 7 s here."""
-    import lightning as L
-
-    from mnist_budget.builders import build_datamodule, build_trainer
-    from mnist_budget.module import Classifier
-
-    run = tmp_path_factory.mktemp("bench-train")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=[
-                f"paths.data_dir={mnist_root}",
-                f"paths.output_dir={run}",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=1",
-                "trainer.limit_val_batches=1",
-                "trainer.num_sanity_val_steps=0",
-            ],
-        )
-    GlobalHydra.instance().clear()
-    L.seed_everything(cfg.seed, verbose=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in bench_env
-    try:
-        build_trainer(cfg).fit(Classifier.from_config(cfg), datamodule=build_datamodule(cfg))
-    finally:
-        torch.set_num_threads(threads)
-    path = run / "checkpoints" / "last.ckpt"
-    assert path.is_file()
-    return path
+def checkpoint(trained_run: Path) -> Path:
+    """checkpoints/last.ckpt of the short training run the tests share (tests/conftest.py)."""
+    return trained_run / "checkpoints" / "last.ckpt"
 
 
 def hardware_lines(out: str) -> None:
@@ -160,6 +128,7 @@ def test_time_to_target(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> 
     ), out
 
 
+@pytest.mark.slow  # seconds of ONNX export; tests/test_tasks.py exports in the quick suite
 def test_export_formats(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     load_benchmark("export_formats").main([str(checkpoint), "--smoke"])
     out = capsys.readouterr().out

@@ -1,4 +1,5 @@
 """``python run.py`` as a user runs it, in a subprocess: what the in-process tests cannot see.
+(Each run that trains imports Lightning in a new process, seconds here: those are under -m slow.)
 
 A refusal exits 2 with one ``error:`` line and no traceback before Hydra writes anything; a
 problem found while running stops the same way, its traceback kept in the run's log; a run's
@@ -8,7 +9,6 @@ console holds its own lines once each.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from conftest import SHORT_RUN, run_cli, snapshot
@@ -38,6 +38,7 @@ def test_full_error_shows_the_traceback(tmp_path, mnist_root, monkeypatch):
     assert "Traceback" in result.stderr and "optim.lr=-1" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_short_run_prints_its_own_lines_once(mnist_root, tmp_path):
     result = run_cli(*SHORT_RUN, data_dir=mnist_root, run_dir=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

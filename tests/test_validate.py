@@ -9,7 +9,7 @@ import pytest
 
 from omegaconf import OmegaConf
 
-from conftest import group_options
+from conftest import SHORT_RUN, group_options
 from mnist_budget.errors import UserError
 from mnist_budget.tasks.train import train
 from mnist_budget.validate import PRECISIONS, RULES, check_config
@@ -39,10 +39,12 @@ def test_bad_value_is_refused_before_data_loads(make_cfg, tmp_path, override, me
     assert not (tmp_path / "results.json").exists()
 
 
-def test_every_rule_guards_a_key_that_a_shipped_config_has(make_cfg):
-    # A renamed key would otherwise switch its rule off without a word.
+def test_every_shipped_config_passes_the_checks_and_every_rule_guards_a_key_one_has(make_cfg):
     configs = [make_cfg(), make_cfg("callbacks=[default,ema,early_stopping]")]
     configs += [make_cfg(f"experiment={name}") for name in group_options("experiment")]
+    for cfg in configs:
+        check_config(cfg)
+    # A renamed key would otherwise switch its rule off without a word.
     for rule in RULES:
         assert any(OmegaConf.select(cfg, rule.key, default="missing") != "missing" for cfg in configs), rule.key
 
@@ -57,12 +59,6 @@ def test_the_precisions_accepted_are_lightnings():
     assert set(PRECISIONS) == {"auto"} | lightning
 
 
-def test_every_shipped_config_passes_the_checks(make_cfg):
-    for experiment in group_options("experiment"):
-        check_config(make_cfg(f"experiment={experiment}"))
-    check_config(make_cfg())
-
-
 def test_non_finite_loss_stops_the_run_naming_epoch_and_step(make_cfg, tmp_path):
     cfg = make_cfg("optim.lr=1e6", "trainer.max_epochs=1")
     with pytest.raises(UserError, match=r"the training loss became (nan|inf) at epoch 1, step \d+"):
@@ -72,8 +68,7 @@ def test_non_finite_loss_stops_the_run_naming_epoch_and_step(make_cfg, tmp_path)
 
 def test_a_run_at_chance_level_is_flagged(make_cfg, tmp_path):
     # A learning rate this small leaves the network as it was initialised: it guesses.
-    cfg = make_cfg("optim.lr=1e-9", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                   "trainer.limit_val_batches=1")
+    cfg = make_cfg("optim.lr=1e-9", *SHORT_RUN)
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["test_acc"] < 0.15 and results["chance_level"] is True

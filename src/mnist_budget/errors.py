@@ -26,3 +26,12 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     """A library's error in one line for a UserError message: its first non-empty line, else its type."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     return lines[0][:limit] if lines else type(err).__name__
+
+
+class Interrupted(Exception):
+    """A run stopped by a signal (SIGTERM, Ctrl-C): the message is the one line that says where it
+    stopped and how to resume; ``run.py`` prints it and exits with ``exit_code`` (128 + the signal)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -11,6 +11,17 @@ import numpy as np
 
 matplotlib.use("Agg")  # runs write plots on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def render(fig: plt.Figure, path: Path) -> np.ndarray:
+    """Draw the figure once, save it as a PNG and close it; return its RGB pixels (for TensorBoard,
+    which would otherwise draw it a second time)."""
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    Image.fromarray(pixels).save(path)
+    return pixels
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -27,11 +38,10 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    render(fig, path)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], path: Path) -> plt.Figure:
+def plot_confusion_matrix(matrix: list[list[int]]) -> plt.Figure:
     """Counts of (true digit, predicted digit) on the test set; off-diagonal cells are the mistakes."""
     size = len(matrix)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
@@ -49,12 +59,11 @@ def plot_confusion_matrix(matrix: list[list[int]], path: Path) -> plt.Figure:
            title=f"Confusion matrix: {wrong} of {total:,} wrong (colour: mistakes)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
     return fig
 
 
 def plot_misclassified(images: list[Any], labels: list[int], predicted: list[int], confidence: list[float],
-                       path: Path, limit: int = 64) -> plt.Figure:
+                       limit: int = 64) -> plt.Figure:
     """A grid of the test images the model got wrong, most confident mistakes first.
 
     Drawn as one mosaic image with a caption per tile: one axes per digit costs seconds per run."""
@@ -73,27 +82,24 @@ def plot_misclassified(images: list[Any], labels: list[int], predicted: list[int
     ax.axis("off")
     ax.set_title(f"Misclassified test images (true→predicted, confidence): {len(labels)}"
                  + (f", the {limit} most confident shown" if len(labels) > limit else ""), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
     return fig
 
 
 def write_test_figures(report: dict[str, Any], output_dir: Path, loggers: list[Any] = (), step: int = 0) -> None:
-    """confusion_matrix.png and misclassified.png in the run folder, and the same figures in TensorBoard."""
+    """confusion_matrix.png and misclassified.png in the run folder, and the same images in TensorBoard."""
     mistakes = report["mistakes"]
     figures = {
-        "test/confusion_matrix": plot_confusion_matrix(report["confusion_matrix"], output_dir / "confusion_matrix.png"),
-        "test/misclassified": plot_misclassified(
+        "confusion_matrix": plot_confusion_matrix(report["confusion_matrix"]),
+        "misclassified": plot_misclassified(
             [m["image"].numpy() for m in mistakes], [m["label"] for m in mistakes],
-            [m["predicted"] for m in mistakes], [m["confidence"] for m in mistakes], output_dir / "misclassified.png",
+            [m["predicted"] for m in mistakes], [m["confidence"] for m in mistakes],
         ),
     }  # fmt: skip
+    images = {name: render(figure, output_dir / f"{name}.png") for name, figure in figures.items()}
     for logger in loggers:
         experiment = getattr(logger, "experiment", None)
-        if hasattr(experiment, "add_figure"):
-            for tag, figure in figures.items():
-                experiment.add_figure(tag, figure, global_step=step, close=False)
-    for figure in figures.values():
-        plt.close(figure)
-
-
+        if hasattr(experiment, "add_image"):
+            for name, pixels in images.items():
+                experiment.add_image(f"test/{name}", pixels, global_step=step, dataformats="HWC")
+            experiment.flush()

@@ -70,18 +70,23 @@ def compose_config(overrides: list[str], conf_dir: Path) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             return compose(config_name="config", overrides=single, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(f"{first_line(err).rstrip('.')}: {composition_fix(str(err))}") from err
+        raise UserError(f"{first_line(err).rstrip('.')}: {composition_fix(str(err), overrides)}") from err
     finally:
         GlobalHydra.instance().clear()
 
 
-def composition_fix(message: str) -> str:
+def composition_fix(message: str, overrides: list[str]) -> str:
     if "not in struct" in message or "Could not override" in message or "Key '" in message:
         return "check the key's spelling (python run.py --cfg job lists every key); prefix + to add a new key"
     if "Could not find" in message or "Could not load" in message:
         return "choose an existing option (python run.py --help lists the config groups and their options)"
     if "Could not append" in message or "already" in message:
         return "the key exists already: set it without the leading +"
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if any(char.isspace() for char in value) and value[:1] not in "\"'[{":
+            # Hydra splits an unquoted value at its spaces: quote it for Hydra, inside the shell's quotes
+            return f"quote a value that holds spaces for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
     return "fix the override's syntax (key=value; a sweep needs -m)"
 
 

@@ -17,12 +17,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from mnist_budget.errors import first_line
+
 from mnist_budget.mnist_files import normalise  # noqa: F401 - re-exported: the one normalisation
 
 FIELD = 28  # output size
 BOX = 20  # the longer side of the digit inside the field
 MNIST_STROKE = 2.5  # typical MNIST stroke width in pixels of the 20-pixel box
 MIN_CONTRAST = 0.08  # ink and paper closer than this (on a 0..1 scale) means no ink
+WORKING_SIZE = 1024  # the longest side an image is reduced to while loading: a 20-pixel digit needs no more
 
 
 class ImageProblem(ValueError):
@@ -30,22 +33,45 @@ class ImageProblem(ValueError):
 
 
 def load_image(path: Path) -> Image.Image:
-    """Open any image Pillow can read, fully decoded (so a truncated file fails here, not later)."""
-    if path.stat().st_size == 0:
-        raise ImageProblem("empty file (0 bytes)")
+    """Open any image Pillow can read: fully decoded (so a truncated file fails here, not later),
+    turned upright by its EXIF orientation, its first frame if animated, and no larger than
+    ``WORKING_SIZE`` a side (a JPEG is decoded at 1/2 to 1/8 scale directly, anything else
+    reduced after decoding), so that memory stays bounded however big the picture.
+
+    Pillow's decompression-bomb guard (an image that declares far more pixels than it could hold,
+    ``Image.MAX_IMAGE_PIXELS``) refuses a file here, like any other unreadable one, with its reason.
+    """
     try:
+        if path.stat().st_size == 0:
+            raise ImageProblem("empty file (0 bytes)")
         with Image.open(path) as image:
+            image.draft(None, (WORKING_SIZE, WORKING_SIZE))  # JPEG only: decode at a reduced scale
             image.load()
-            return ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF
+            image = ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF
+            factor = max(image.size) // WORKING_SIZE
+            return image.reduce(factor) if factor > 1 else image
+    except ImageProblem:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageProblem(f"refused as a decompression bomb ({first_line(err)})") from err
     except UnidentifiedImageError as err:
         raise ImageProblem("not an image Pillow can open") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageProblem(f"damaged image ({str(err).strip() or type(err).__name__})") from err
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        raise ImageProblem(f"cannot be read ({err.strerror or type(err).__name__})") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageProblem(f"damaged image ({first_line(err)})") from err
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
-    """A float array in [0, 1]; transparent pixels count as white paper."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    """A float array in [0, 1]; transparent pixels count as white paper, 16-bit and float images
+    are scaled from their own range (Pillow's convert to 8 bits would clip them)."""
+    if image.mode.startswith("I;16"):
+        return np.asarray(image, dtype=np.float32) / 65535.0
+    if image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        low, high = float(values.min()), float(values.max())
+        return (values - low) / (high - low) if high > low else np.zeros_like(values)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)

@@ -8,6 +8,8 @@ What a checkpoint must hold for that, and who restores it:
 - the position in the epoch's data order: the data module's own state (mnist_budget.data,
   ``MNISTDataModule.state_dict``); each epoch's order is a pure function of (seed, epoch);
 - the epoch metrics' running sums: persistent torchmetrics (mnist_budget.module);
+- a run stopped by SIGTERM or Ctrl-C: ``Interruption`` here saves ``last.ckpt`` at the step it
+  stopped after, and the task reports the command that resumes it;
 - TensorBoard without the steps the killed run logged after its checkpoint: ``purge_step``
   (mnist_budget.builders.build_loggers, from ``resume_from``'s step).
 
@@ -19,16 +21,20 @@ ModelCheckpoint's step and time triggers; the private members it calls are liste
 from __future__ import annotations
 
 import logging
+import shlex
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import load_checkpoint
-from mnist_budget.errors import UserError
+from mnist_budget.errors import Interrupted, UserError
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +167,84 @@ def restore_rng(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
         torch.cuda.set_rng_state_all(cuda)
+
+
+class Interruption(Callback):
+    """SIGTERM (SLURM pre-emption, ``timeout``, ``docker stop``, ``kill``) or Ctrl-C: save
+    ``last.ckpt`` at the end of the training step in progress, then stop (the task raises
+    ``Interrupted`` with the line to print).
+
+    Lightning stops at a step's end on SIGTERM by itself; the first Ctrl-C is made to do the same
+    (it is noted, the step finishes, then Lightning's KeyboardInterrupt path runs). Both signals
+    are ignored while the checkpoint is written, and the write is atomic
+    (mnist_budget.checkpoint_io), so a second Ctrl-C cannot corrupt it. A second Ctrl-C before the
+    step ends, or one outside training (validation, test), stops at once: then ``last.ckpt`` is the
+    last periodic save.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None  # "SIGINT" once the first Ctrl-C arrived during training
+        self.stopped: dict[str, Any] | None = None
+        self._previous_handler: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint(trainer))
+
+    def _on_sigint(self, trainer: L.Trainer) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested or not trainer.training:
+                raise KeyboardInterrupt  # at once: no clean step end to wait for
+            self.requested = "SIGINT"
+            log.info("Ctrl-C: stopping after this training step (press again to stop at once)")
+
+        return handler
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+        clean = isinstance(exception, SIGTERMException) or (isinstance(exception, KeyboardInterrupt) and self.requested)
+        if not (clean or isinstance(exception, KeyboardInterrupt)):
+            return  # an error, not an interruption
+        name = "SIGTERM" if isinstance(exception, SIGTERMException) else "SIGINT"
+        folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and cb.dirpath]
+        path = Path(folders[0] if folders else Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
+        if clean:
+            held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                trainer.save_checkpoint(path)
+            finally:
+                for sig, handler in held.items():
+                    signal.signal(sig, handler)
+            step = trainer.global_step
+        else:
+            step = int(load_checkpoint(path)["global_step"]) if path.is_file() else None
+        self.stopped = {"signal": name, "epoch": trainer.current_epoch + 1, "step": step,
+                        "checkpoint": str(path) if step is not None else None, "saved_now": bool(clean)}  # fmt: skip
+
+
+def interruption_message(stopped: dict[str, Any], run_dir: Path, overrides: list[str]) -> Interrupted:
+    """The one line for a run that ``Interruption`` stopped, with the command that resumes it."""
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
+    command = shlex.join(["python", "run.py", *keep, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
+    number = signal.SIGTERM if stopped["signal"] == "SIGTERM" else signal.SIGINT
+    if stopped["checkpoint"] is None:
+        where = "no checkpoint had been written yet: run the command again from the start"
+        return Interrupted(f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}; {where}", 128 + number)
+    saved = "saved" if stopped["saved_now"] else "the last periodic save"
+    return Interrupted(
+        f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}, {saved} at step {stopped['step']} in "
+        f"{stopped['checkpoint']}; resume with: {command}",
+        128 + number,
+    )

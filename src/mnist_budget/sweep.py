@@ -69,10 +69,11 @@ def set_threads(requested: int | str, trainer: Any) -> int:
     return threads
 
 
-def record_failure(output_dir: Path, error: str) -> None:
-    """failure.json in the job's folder: the summary lists the job with its error line."""
+def record_failure(output_dir: Path, error: str, status: str = "failed") -> None:
+    """failure.json in the job's folder: the summary lists the job as failed (or interrupted) with its line."""
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    (output_dir / FAILURE_FILE).write_text(json.dumps({"error": error, "overrides": overrides}, indent=2) + "\n")
+    record = {"status": status, "error": error, "overrides": overrides}
+    (output_dir / FAILURE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def update_summary() -> None:

@@ -123,7 +123,7 @@ def sweep_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         for name, status in (("results.json", "ok"), (FAILURE_FILE, "failed")):
             if (job_dir / name).is_file():
                 row = json.loads((job_dir / name).read_text())
-                jobs.append({"job": job_dir.name, "status": status, **row})
+                jobs.append({"job": job_dir.name, "status": status, **row})  # failure.json: failed or interrupted
                 break
     return jobs
 
@@ -168,7 +168,7 @@ def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
             cells += [f"{job['params']:,}", str(job["epochs"]), f"{100 * job['best_val_acc']:.2f} %",
                       f"{100 * job['final_val_acc']:.2f} %", f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
         else:
-            cells += ["", "", "", "", "", "", f"failed: {job.get('error', '')}"]
+            cells += ["", "", "", "", "", "", f"{job['status']}: {job.get('error', '')}"]
         rows.append(cells)
     return header, rows
 
@@ -180,7 +180,8 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     csv.writer(text).writerows([header, *rows])
     write_atomically(sweep_dir / "summary.csv", text.getvalue())
     failed = sum(row[-1].startswith("failed") for row in rows)
-    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed; (best): highest validation accuracy "
+    interrupted = sum(row[-1].startswith("interrupted") for row in rows)
+    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed, {interrupted} interrupted; (best): highest validation accuracy "
                 f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
                 f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
     markdown += markdown_table([(h, "l") for h in header], rows)

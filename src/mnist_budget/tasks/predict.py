@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mnist_budget.checkpoints import load_network
-from mnist_budget.errors import UserError
+from mnist_budget.errors import UserError, first_line
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
 from mnist_budget.validate import required
 
@@ -38,7 +38,8 @@ def find_inputs(spec: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        # Not is_file(): a broken link or an unreadable entry is listed with its reason, not left out.
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         if not files:
             raise UserError(f"input={spec} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): point input at images")
         return files
@@ -65,6 +66,8 @@ def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], 
             tensor = mnist_style(load_image(path))
         except ImageProblem as problem:
             prediction.error = str(problem)
+        except Exception as err:  # noqa: BLE001 - whatever the file, the others are still predicted
+            prediction.error = f"cannot be processed ({type(err).__name__}: {first_line(err)})"
         else:
             tensors.append(tensor)
             if save_to is not None:

@@ -94,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_budget.module import Classifier
     from mnist_budget.plots import plot_history, write_test_figures
     from mnist_budget.results import final_val_acc, test_set_scores, write_results
-    from mnist_budget.resume import RandomState, resume_from
+    from mnist_budget.resume import Interruption, RandomState, interruption_message, resume_from
 
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -112,10 +112,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     budget = ParameterBudget(cfg.model.budget)
     history = EpochHistory()
-    trainer = build_trainer(cfg, budget, history, RandomState(), settings=settings, resume_step=resume_step)
+    interruption = Interruption()
+    trainer = build_trainer(cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:  # Lightning's way out after SIGTERM or Ctrl-C (Interruption saved the step)
+        if interruption.stopped is None:
+            raise
+        raise interruption_message(interruption.stopped, output_dir, run_overrides()) from None
     train_seconds = time.perf_counter() - start
     stopped = why_training_stopped(trainer)
     # Copy now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
