@@ -152,6 +152,21 @@ def run_cli(*args: str, data_dir: Path | str, run_dir: Path, timeout: int = 600)
     )
 
 
+class SignalAtStep:
+    """A callback (``+callbacks.signal={_target_: conftest.SignalAtStep, step: N, signum: S}``) that
+    sends this process the signal ``signum`` as training step ``step`` ends, as a user or a scheduler would."""
+
+    def __new__(cls, step: int, signum: int):  # a Lightning Callback, made here so conftest imports no Lightning
+        from lightning.pytorch.callbacks import Callback
+
+        class Sender(Callback):
+            def on_train_batch_end(self, trainer, *args) -> None:
+                if trainer.global_step == step:
+                    os.kill(os.getpid(), signum)
+
+        return Sender()
+
+
 class _RunsCode:
     """Unpickling this runs a shell command: a checkpoint loader must refuse it without running it."""
 

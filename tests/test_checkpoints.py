@@ -79,3 +79,34 @@ def test_first_difference_names_the_key():
         "optim.scheduler.pct_start=0.3 (the checkpoint has 0.2)"
     )
     assert first_difference(saved, dict(saved), "optim") is None
+
+
+def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_loadable(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "hyper_parameters": {}}, path)
+
+    def disk_full(obj, file, *args, **kwargs):
+        file.write(b"part of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(UserError, match=rf"could not write the checkpoint {path} \(No space left on device\)"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["state_dict"]["w"], torch.zeros(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_a_read_only_folder_is_one_line_for_results(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from mnist_budget.results import write_results
+
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(UserError, match=r"could not write .*results.json \(Permission denied\)"):
+        write_results(tmp_path / "results.json", {"test_acc": 0.99})

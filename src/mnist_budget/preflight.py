@@ -84,9 +84,9 @@ def composition_fix(message: str, overrides: list[str]) -> str:
         return "the key exists already: set it without the leading +"
     for override in overrides:
         key, _, value = override.partition("=")
-        if any(char.isspace() for char in value) and value[:1] not in "\"'[{":
-            # Hydra splits an unquoted value at its spaces: quote it for Hydra, inside the shell's quotes
-            return f"quote a value that holds spaces for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
+        if any(char in value for char in " (),") and value[:1] not in "\"'[{":
+            # Hydra's override grammar gives these characters a meaning (sweeps, functions): quote the value
+            return f"quote a value with spaces, brackets or commas for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
     return "fix the override's syntax (key=value; a sweep needs -m)"
 
 

@@ -48,7 +48,7 @@ def load_image(path: Path) -> Image.Image:
             image.draft(None, (WORKING_SIZE, WORKING_SIZE))  # JPEG only: decode at a reduced scale
             image.load()
             image = ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF
-            factor = max(image.size) // WORKING_SIZE
+            factor = -(-max(image.size) // WORKING_SIZE)  # rounded up: at most WORKING_SIZE a side
             return image.reduce(factor) if factor > 1 else image
     except ImageProblem:
         raise

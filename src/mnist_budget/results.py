@@ -6,14 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mnist_budget.errors import UserError, first_line
+
 FAILURE_FILE = "failure.json"  # written instead of results.json by a sweep job that failed
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename: an interrupted run never leaves a half-written file."""
+    """Write beside the target, then rename: an interrupted run never leaves a half-written file,
+    and a full or read-only disk is one line naming the file."""
     staging = path.with_name(path.name + ".tmp")
-    staging.write_text(text)
-    staging.replace(path)
+    try:
+        staging.write_text(text)
+        staging.replace(path)
+    except OSError as err:
+        staging.unlink(missing_ok=True)
+        raise UserError(f"could not write {path} ({err.strerror or first_line(err)}): free disk space or make {path.parent} writable") from err
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:

@@ -46,11 +46,15 @@ LIGHTNING_PRIVATE = (
 )
 
 
-def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
-    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); a path is itself."""
-    if ckpt_path != "last":
+def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
+    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); ``auto`` the
+    same if it exists, else a fresh start (``None``: a job that a scheduler requeued resumes, a
+    new one starts); a path is itself."""
+    if ckpt_path not in ("last", "auto"):
         return Path(ckpt_path)
     path = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        return path if path.is_file() else None
     if not path.is_file():
         raise UserError(
             f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
@@ -59,13 +63,18 @@ def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path:
     return path
 
 
-def checkpoint_to_resume(ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint a run resumes from (``last``: ``run_dir``'s) and its contents.
+def checkpoint_to_resume(
+    ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]
+) -> tuple[Path | None, dict[str, Any]]:
+    """The checkpoint a run resumes from (``last``, ``auto``: ``run_dir``'s) and its contents
+    (``None, {}`` for ``auto`` in a folder without one).
 
     Refused in one line: a file that is missing or unsafe, or one written with other model or
     optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
     """
     path = resolve_checkpoint_path(ckpt_path, run_dir)
+    if path is None:
+        return None, {}
     checkpoint = load_checkpoint(path, model.get("name"))
     for group, current in (("model", model), ("optim", optim)):
         difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
@@ -91,6 +100,8 @@ def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -
     if not cfg.get("ckpt_path"):
         return None, None
     path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim)
+    if path is None:
+        return None, None
     log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
     return str(path), int(checkpoint["global_step"])
 
@@ -170,9 +181,12 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 class Interruption(Callback):
-    """SIGTERM (SLURM pre-emption, ``timeout``, ``docker stop``, ``kill``) or Ctrl-C: save
-    ``last.ckpt`` at the end of the training step in progress, then stop (the task raises
-    ``Interrupted`` with the line to print).
+    """SIGTERM (SLURM pre-emption, ``timeout``, ``docker stop``, ``kill``), Ctrl-C, or a
+    scheduler's warning signal (SIGUSR1/SIGUSR2 where a handler waits for it, as submitit's does
+    under ``hydra/launcher=slurm``): save ``last.ckpt`` at the end of the training step in
+    progress, then stop (the task raises ``Interrupted`` with the line to print). A warning signal
+    is then handed to the handler that waited for it (submitit requeues the job, which resumes with
+    ``ckpt_path=auto``).
 
     Lightning stops at a step's end on SIGTERM by itself; the first Ctrl-C is made to do the same
     (it is noted, the step finishes, then Lightning's KeyboardInterrupt path runs). Both signals
@@ -182,21 +196,27 @@ class Interruption(Callback):
     last periodic save.
     """
 
+    WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
+
     def __init__(self) -> None:
-        self.requested: str | None = None  # "SIGINT" once the first Ctrl-C arrived during training
+        self.requested: signal.Signals | None = None  # the signal that asked for a stop at the step's end
         self.stopped: dict[str, Any] | None = None
-        self._previous_handler: Any = None
+        self._previous: dict[int, Any] = {}  # signal -> the handler it had before training
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint(trainer))
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python lets only the main thread set signal handlers
+        self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal(trainer))
+        for sig in self.WARNINGS:
+            if callable(signal.getsignal(sig)):  # someone (a scheduler's client) waits for it
+                self._previous[sig] = signal.signal(sig, self._on_signal(trainer))
 
-    def _on_sigint(self, trainer: L.Trainer) -> Any:
+    def _on_signal(self, trainer: L.Trainer) -> Any:
         def handler(signum: int, frame: Any) -> None:
             if self.requested or not trainer.training:
                 raise KeyboardInterrupt  # at once: no clean step end to wait for
-            self.requested = "SIGINT"
-            log.info("Ctrl-C: stopping after this training step (press again to stop at once)")
+            self.requested = signal.Signals(signum)
+            log.info("%s: stopping after this training step (Ctrl-C again stops at once)", self.requested.name)
 
         return handler
 
@@ -208,16 +228,17 @@ class Interruption(Callback):
         self._restore_handler()
 
     def _restore_handler(self) -> None:
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        forward = self._previous.get(self.requested) if self.requested in self.WARNINGS else None
         self._restore_handler()
         clean = isinstance(exception, SIGTERMException) or (isinstance(exception, KeyboardInterrupt) and self.requested)
         if not (clean or isinstance(exception, KeyboardInterrupt)):
             return  # an error, not an interruption
-        name = "SIGTERM" if isinstance(exception, SIGTERMException) else "SIGINT"
+        name = "SIGTERM" if isinstance(exception, SIGTERMException) else (self.requested or signal.SIGINT).name
         folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and cb.dirpath]
         path = Path(folders[0] if folders else Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
         if clean:
@@ -232,13 +253,15 @@ class Interruption(Callback):
             step = int(load_checkpoint(path)["global_step"]) if path.is_file() else None
         self.stopped = {"signal": name, "epoch": trainer.current_epoch + 1, "step": step,
                         "checkpoint": str(path) if step is not None else None, "saved_now": bool(clean)}  # fmt: skip
+        if callable(forward):
+            forward(self.requested, None)  # the scheduler's own handler: submitit requeues the job here
 
 
 def interruption_message(stopped: dict[str, Any], run_dir: Path, overrides: list[str]) -> Interrupted:
     """The one line for a run that ``Interruption`` stopped, with the command that resumes it."""
     keep = [o for o in overrides if not o.lstrip("+~").startswith(("ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir="))]
     command = shlex.join(["python", "run.py", *keep, "ckpt_path=last", f"hydra.run.dir={run_dir}"])
-    number = signal.SIGTERM if stopped["signal"] == "SIGTERM" else signal.SIGINT
+    number = signal.Signals[stopped["signal"]]
     if stopped["checkpoint"] is None:
         where = "no checkpoint had been written yet: run the command again from the start"
         return Interrupted(f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}; {where}", 128 + number)
