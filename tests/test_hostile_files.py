@@ -63,10 +63,15 @@ def hostile_folder(folder: Path) -> tuple[set[str], set[str]]:
     return set(good), bad
 
 
-def test_every_good_file_is_predicted_and_every_bad_one_listed(trained_run, make_cfg, tmp_path):
-    good, bad = hostile_folder(tmp_path / "inputs")
-    predict(make_cfg("task=predict", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"input={tmp_path / 'inputs'}",
-                     "output=out.json"))  # fmt: skip
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
+    folder = tmp_path_factory.mktemp("hostile") / "inputs"
+    return (folder, *hostile_folder(folder))
+
+
+def test_every_good_file_is_predicted_and_every_bad_one_listed(trained_run, make_cfg, tmp_path, hostile):
+    folder, good, bad = hostile
+    predict(make_cfg("task=predict", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"input={folder}", "output=out.json"))
     rows = {Path(row["path"]).name: row for row in json.loads((tmp_path / "out.json").read_text())}
     assert set(rows) == good | bad  # the directory named folder.png is not listed
     assert {name for name, row in rows.items() if row["digit"] is not None} == good
@@ -76,11 +81,11 @@ def test_every_good_file_is_predicted_and_every_bad_one_listed(trained_run, make
     assert "empty file" in reasons["empty.jpg"] and "no ink" in reasons["blank.png"]
 
 
-def test_every_kind_of_file_becomes_the_same_digit(tmp_path):
-    good, _ = hostile_folder(tmp_path / "inputs")
-    reference = mnist_style(load_image(tmp_path / "inputs" / "plain seven.png")).flatten().numpy()
+def test_every_kind_of_file_becomes_the_same_digit(hostile):
+    folder, good, _ = hostile
+    reference = mnist_style(load_image(folder / "plain seven.png")).flatten().numpy()
     for name in sorted(good):
-        image = load_image(tmp_path / "inputs" / name)
+        image = load_image(folder / name)
         assert max(image.size) <= 1024, name  # reduced while loading: memory stays bounded
         seen = mnist_style(image).flatten().numpy()
         assert np.corrcoef(seen, reference)[0, 1] > 0.6, name

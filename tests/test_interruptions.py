@@ -51,7 +51,10 @@ def signal_handlers():
 
 # SIGTERM stops at the end of the step it arrives in (Lightning checks after the step's callbacks);
 # Ctrl-C is noted there and stops at the next step's end (the project's callback runs first).
-@pytest.mark.parametrize(("name", "code", "saved"), [("SIGTERM", 143, STOP_AT), ("SIGINT", 130, STOP_AT + 1)])
+@pytest.mark.parametrize(
+    ("name", "code", "saved"),
+    [("SIGTERM", 143, STOP_AT), pytest.param("SIGINT", 130, STOP_AT + 1, marks=pytest.mark.slow)],  # Ctrl-C: as SIGUSR2 below
+)
 def test_a_signal_saves_the_step_and_the_resumed_run_ends_the_same(
     uninterrupted, tmp_path, mnist_root, signal_handlers, name, code, saved
 ):

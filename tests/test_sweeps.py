@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from mnist_budget.tables import sweep_summary
 
-FAST = ("trainer.fast_dev_run=true")
+FAST = ("trainer.fast_dev_run=true",)
 
 
 def summary_rows(sweep: Path) -> list[dict[str, str]]:

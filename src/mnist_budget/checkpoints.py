@@ -59,3 +59,10 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     except RuntimeError as err:
         raise UserError(f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model") from err
     return net.eval(), hparams
+
+
+def network_of(cfg: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network of the checkpoint a task names with ``ckpt_path`` (eval, predict, export)."""
+    from mnist_budget.validate import required
+
+    return load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))

@@ -75,6 +75,14 @@ def compose_config(overrides: list[str], conf_dir: Path) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
+def parses(override: str) -> bool:
+    try:
+        OverridesParser.create().parse_override(override)
+    except HydraException:
+        return False
+    return True
+
+
 def composition_fix(message: str, overrides: list[str]) -> str:
     if "not in struct" in message or "Could not override" in message or "Key '" in message:
         return "check the key's spelling (python run.py --cfg job lists every key); prefix + to add a new key"
@@ -84,7 +92,7 @@ def composition_fix(message: str, overrides: list[str]) -> str:
         return "the key exists already: set it without the leading +"
     for override in overrides:
         key, _, value = override.partition("=")
-        if any(char in value for char in " (),") and value[:1] not in "\"'[{":
+        if any(char in value for char in " (),") and not parses(override):
             # Hydra's override grammar gives these characters a meaning (sweeps, functions): quote the value
             return f"quote a value with spaces, brackets or commas for Hydra, inside the shell's quotes: '{key}=\"{value}\"'"
     return "fix the override's syntax (key=value; a sweep needs -m)"

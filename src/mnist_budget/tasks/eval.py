@@ -7,15 +7,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import load_network
-from mnist_budget.validate import check_config, check_data_files, required
+from mnist_budget.checkpoints import network_of
+from mnist_budget.validate import check_config, check_data_files
 
 log = logging.getLogger(__name__)
 
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """A checkpoint whose network loads, and the test set's files."""
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    network_of(cfg)
     check_data_files(cfg)
 
 
@@ -31,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    net, hparams = network_of(cfg)
     module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {})
     module.net = net  # the checkpoint's weights, loaded once (load_network)
     settings = run_settings(cfg)

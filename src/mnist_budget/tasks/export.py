@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import load_network
+from mnist_budget.checkpoints import network_of
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line
 from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD, normalise
 from mnist_budget.models import count_parameters
-from mnist_budget.validate import check_data_files, required
+from mnist_budget.validate import check_data_files
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ INPUT, OUTPUT = "image", "logits"
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """A checkpoint whose network loads, a known format, and the test set's files when verifying."""
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    network_of(cfg)
     check_format(str(cfg.format))
     if cfg.get("verify", True):
         check_data_files(cfg)
@@ -141,7 +141,7 @@ def export(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     path = Path(cfg.output) if cfg.get("output") else output_dir / f"model.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    net, hparams = network_of(cfg)
     log.info("hardware: %s", hardware_line(describe("cpu")))
     EXPORTERS[fmt](net, path)
     info = sidecar(path, hparams, count_parameters(net), fmt, str(cfg.ckpt_path))

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from mnist_budget.checkpoints import load_network
+from mnist_budget.checkpoints import network_of
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
 from mnist_budget.validate import required
@@ -53,7 +53,7 @@ def find_inputs(spec: str) -> list[Path]:
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """A checkpoint whose network loads, and inputs that exist."""
-    load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    network_of(cfg)
     find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
 
 
@@ -101,7 +101,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     """Predict every input; print a line per file and write the table. Nothing readable: a UserError."""
     output_dir = Path(cfg.paths.output_dir)
     paths = find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
-    net, hparams = load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+    net, hparams = network_of(cfg)
     save_to = output_dir / "preprocessed" if cfg.get("save_preprocessed") else None
     predictions, tensors = prepare(paths, save_to)
     readable = [p for p in predictions if p.error is None]
