@@ -105,3 +105,18 @@ def test_two_process_cpu_ddp_fits_and_tests_once(mnist_root, tmp_path):
     assert sum(map(sum, results["confusion_matrix"])) == 10_000  # both shards of the test set, once each
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same folder
     assert sorted(p.name for p in run.glob("*.json")) == ["results.json"]
+
+
+def test_summary_lists_an_interrupted_job_as_interrupted(tmp_path):
+    from mnist_budget.tables import write_sweep_summary
+
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "results.json").write_text(json.dumps({
+        "overrides": ["seed=1"], "params": 10, "epochs": 2, "best_val_acc": 0.9, "test_acc": 0.9, "train_seconds": 3.0}))  # fmt: skip
+    (tmp_path / "1").mkdir()
+    line = "interrupted by SIGTERM in epoch 2, saved at step 17 in x/last.ckpt; resume with: python run.py seed=2 ckpt_path=last"
+    (tmp_path / "1" / "failure.json").write_text(json.dumps({"status": "interrupted", "error": line, "overrides": ["seed=2"]}))
+    write_sweep_summary(tmp_path)
+    rows = summary_rows(tmp_path)
+    assert rows[1]["status"] == f"interrupted: {line}"
+    assert "2 jobs, 0 failed, 1 interrupted" in (tmp_path / "summary.md").read_text()
