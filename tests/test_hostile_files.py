@@ -49,8 +49,8 @@ def hostile_folder(folder: Path) -> tuple[set[str], set[str]]:
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": the pixels are stored turned
     photo.transpose(Image.Transpose.ROTATE_90).save(good["rotated_exif.jpg"], exif=exif)
     photo.save(good["animated.gif"], save_all=True, append_images=[Image.new("RGB", photo.size, "white")], duration=100)
-    big = Image.new("L", (6000, 6000), 255)  # 36 megapixels: loaded at reduced size
-    big.paste(photo.convert("L").resize((3000, 3000)), (1500, 1500))
+    big = Image.new("L", (4000, 4000), 255)  # 16 megapixels: loaded at reduced size
+    big.paste(photo.convert("L").resize((2000, 2000)), (1000, 1000))
     big.save(good["enormous.png"])
     good["link_to_good.png"].symlink_to(folder / "plain seven.png")
     png_declaring(folder / "bomb.png", 40_000, 40_000)

@@ -11,6 +11,7 @@ these functions and ``mnist_budget.mnist_files.normalise``.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -32,19 +33,21 @@ class ImageProblem(ValueError):
     """An input that cannot be turned into a digit; the message is the reason, for the predictions file."""
 
 
-def load_image(path: Path) -> Image.Image:
-    """Open any image Pillow can read: fully decoded (so a truncated file fails here, not later),
-    turned upright by its EXIF orientation, its first frame if animated, and no larger than
-    ``WORKING_SIZE`` a side (a JPEG is decoded at 1/2 to 1/8 scale directly, anything else
-    reduced after decoding), so that memory stays bounded however big the picture.
+def load_image(source: Path | bytes) -> Image.Image:
+    """Open any image Pillow can read (a file, or the bytes of one as a server receives them):
+    fully decoded (so a truncated file fails here, not later), turned upright by its EXIF
+    orientation, its first frame if animated, and no larger than ``WORKING_SIZE`` a side (a JPEG
+    is decoded at 1/2 to 1/8 scale directly, anything else reduced after decoding), so that memory
+    stays bounded however big the picture.
 
     Pillow's decompression-bomb guard (an image that declares far more pixels than it could hold,
     ``Image.MAX_IMAGE_PIXELS``) refuses a file here, like any other unreadable one, with its reason.
     """
     try:
-        if path.stat().st_size == 0:
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        if size == 0:
             raise ImageProblem("empty file (0 bytes)")
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.draft(None, (WORKING_SIZE, WORKING_SIZE))  # JPEG only: decode at a reduced scale
             image.load()
             image = ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF

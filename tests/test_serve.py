@@ -1,0 +1,120 @@
+"""``task=serve`` against a real server process on a free loopback port: good images, each bad
+request (a 4xx naming the problem, and the server stays up), concurrent requests, the page."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from PIL import Image
+from test_tasks import as_photo, mnist_seven
+
+pytestmark = pytest.mark.slow  # a server process that imports torch: seconds to start
+
+
+def form(*parts: tuple[str, str, bytes], boundary: str = "b0undary") -> tuple[bytes, dict[str, str]]:
+    """A multipart body of (field, filename, content) parts and its headers."""
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode() + data + b"\r\n"
+        for field, name, data in parts
+    ) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = tmp_path_factory.mktemp("serve")
+    command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+               f"port={port}", "backend=torch", "max_files=4", "max_body_bytes=200000", f"hydra.run.dir={run}"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if call(port, "GET", "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    assert process.poll() is None, process.stderr.read()[-3000:]
+    yield port
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    text = response.read().decode()
+    kind = response.getheader("content-type", "")
+    return response.status, json.loads(text) if kind.startswith("application/json") else text
+
+
+def test_good_images_are_read_with_top3_and_the_image_seen(server):
+    seven = mnist_seven()
+    body, headers = form(("file", "a.png", png(Image.fromarray(seven))), ("file", "b.jpg", png(as_photo(seven, 200, (10, 40)))))
+    status, answer = call(server, "POST", "/predict", body, headers)
+    assert status == 200 and [f["file"] for f in answer["files"]] == ["a.png", "b.jpg"]
+    for file in answer["files"]:
+        assert file["error"] is None and file["digit"] == file["top3"][0][0] and len(file["top3"]) == 3
+        assert file["probability"] == file["top3"][0][1]
+        assert Image.open(io.BytesIO(base64.b64decode(file["seen_28x28_png"]))).size == (28, 28)
+
+
+@pytest.mark.parametrize(
+    ("request_parts", "status", "fragment"),
+    [
+        ((("file", "notes.png", b"just text"),), 422, "not an image Pillow can open"),
+        ((("file", "empty.png", b""),), 422, "empty file"),
+        ((("other", "x.png", b"x"),), 400, "no 'file' field"),
+        (tuple(("file", f"{i}.png", b"x") for i in range(5)), 413, "Too many files"),
+        ((("file", "big.png", b"0" * 300_000),), 413, "over the limit of 200,000"),
+    ],
+    ids=["not-an-image", "empty", "no-file-field", "too-many-files", "too-big"],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(server, request_parts, status, fragment):
+    body, headers = form(*request_parts)
+    got, answer = call(server, "POST", "/predict", body, headers)
+    assert got == status and fragment in json.dumps(answer), answer
+    assert call(server, "GET", "/health")[0] == 200  # still up
+
+
+def test_wrong_content_type_and_empty_body(server):
+    status, answer = call(server, "POST", "/predict", b'{"image": 1}', {"Content-Type": "application/json"})
+    assert status == 415 and "multipart/form-data" in answer["error"]
+    status, answer = call(server, "POST", "/predict", b"", {"Content-Type": "multipart/form-data; boundary=x"})
+    assert 400 <= status < 500
+
+
+def test_concurrent_requests_all_answered(server):
+    body, headers = form(("file", "seven.png", png(Image.fromarray(mnist_seven()))))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: call(server, "POST", "/predict", body, headers), range(40)))
+    assert all(status == 200 for status, _ in answers)
+    assert len({answer["files"][0]["digit"] for _, answer in answers}) == 1  # the same image, the same answer
+
+
+def test_the_page_and_the_openapi_description_are_served(server):
+    status, page = call(server, "GET", "/")
+    assert status == 200 and "<canvas" in page and "http" not in page.split("<script>")[1]  # no CDN: all inline
+    status, schema = call(server, "GET", "/openapi.json")
+    assert status == 200 and "/predict" in schema["paths"]
