@@ -34,6 +34,7 @@ SHORT_RUN = (
     "trainer.limit_train_batches=5",
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
+    "data.eval_batch_size=500",  # a validation or test batch of 500 images, not 2,000
 )
 
 

@@ -18,6 +18,7 @@ SHORT = [
     "trainer.limit_train_batches=8",
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=1",
+    "data.eval_batch_size=500",
     "data.batch_size=64",
     "trainer.log_every_n_steps=4",
 ]
