@@ -4,6 +4,7 @@ request (a 4xx naming the problem, and the server stays up), concurrent requests
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -38,14 +39,14 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server(trained_run, tmp_path_factory):
+@contextlib.contextmanager
+def server_process(checkpoint: Path, run: Path, *overrides: str):
+    """``python run.py task=serve`` on a free loopback port, until the block ends; yields the port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    run = tmp_path_factory.mktemp("serve")
-    command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
-               f"port={port}", "backend=torch", "max_files=4", "max_body_bytes=200000", f"hydra.run.dir={run}"]  # fmt: skip
+    command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={checkpoint}", f"port={port}",
+               "backend=torch", *overrides, f"hydra.run.dir={run}"]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -55,9 +56,18 @@ def server(trained_run, tmp_path_factory):
         except OSError:
             time.sleep(0.3)
     assert process.poll() is None, process.stderr.read()[-3000:]
-    yield port
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(trained_run, tmp_path_factory):
+    with server_process(trained_run / "checkpoints" / "last.ckpt", tmp_path_factory.mktemp("serve"),
+                        "max_files=4", "max_body_bytes=200000") as port:  # fmt: skip
+        yield port
 
 
 def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
