@@ -151,3 +151,11 @@ def test_predict_quality(checkpoint: Path, bench_env: Path, capsys: pytest.Captu
     assert [(name, count) for name, count, _, _ in rows] == [(kind, "1") for kind in module.KINDS], out
     assert re.search(rf"^\| \*\*all\*\* \| {kinds} \| \*\*\d+\.\d %\*\* \| \d+\.\d % \|$", out, re.M), out
     assert len(list(kept.iterdir())) == kinds
+
+
+@pytest.mark.slow  # starts a server process (torch import) per backend
+def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_benchmark("serve_load").main([str(checkpoint), "--smoke", "--backends", "torch"])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    assert re.search(r"torch: one client p50 [\d.]+ ms; 2 clients: \d+ requests/s, p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10", out), out
