@@ -29,10 +29,10 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
 
 
 def classifier(cfg: DictConfig) -> tuple:
-    """The function from (N, 1, 28, 28) images in [0, 1] to class probabilities, on the chosen backend."""
+    """The function from (N, 1, 28, 28) images in [0, 1] to class probabilities, on the chosen
+    backend, and the model's name. Threads: ``threads`` (run.py has set torch's already)."""
     net, hparams = network_of(cfg)
     name = hparams["model"]["name"]
-    torch.set_num_threads(int(cfg.threads) if cfg.threads != "auto" else torch.get_num_threads())
     if cfg.backend == "onnx":
         from mnist_budget.tasks.export import export_onnx, onnx_runner
 
