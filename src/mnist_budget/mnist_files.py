@@ -79,18 +79,19 @@ def check_data_arguments(batch_size: int, eval_batch_size: int, val_size: int, t
     """The data module's arguments: batch sizes of at least 1, and a validation split that leaves
     training images (``total``: the training images there are)."""
     for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        if not _positive_int(value):
+        if not is_positive_int(value):
             raise UserError(f"data.{key}={value!r} is invalid: it must be a positive integer")
     check_val_size(val_size, total)
 
 
 def check_val_size(val_size: int, total: int) -> None:
     """A validation split must leave training images: 1 to ``total - 1`` of the ``total`` there are."""
-    if not (_positive_int(val_size) and val_size < total):
+    if not (is_positive_int(val_size) and val_size < total):
         raise UserError(f"data.val_size={val_size!r} is invalid: it must be an integer from 1 to {total - 1}")
 
 
-def _positive_int(value: object) -> bool:
+def is_positive_int(value: object) -> bool:
+    """An int of at least 1 (a bool is not a number of images)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 

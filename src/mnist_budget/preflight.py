@@ -146,8 +146,8 @@ def check_added_trainer_keys(overrides: list[str], conf_dir: Path) -> None:
     if not adding:
         return
     shipped = compose_config([o for o in overrides if o not in adding], conf_dir).trainer
-    added = [o.lstrip("+").partition("=")[0] for o in adding]
-    added = [key for key in added if key.removeprefix("trainer.").split(".")[0] not in shipped]
+    names = {o.lstrip("+").partition("=")[0].removeprefix("trainer.").split(".")[0] for o in adding}
+    added = sorted(name for name in names if name not in shipped)
     if not added:
         return
     import inspect
@@ -155,8 +155,7 @@ def check_added_trainer_keys(overrides: list[str], conf_dir: Path) -> None:
     import lightning as L
 
     arguments = set(inspect.signature(L.Trainer.__init__).parameters)
-    for key in added:
-        name = key.removeprefix("trainer.").split(".")[0]
+    for name in added:
         if name not in arguments:
             raise UserError(
                 f"trainer.{name} is not an argument of Lightning's Trainer: remove it or fix its spelling "

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError, find_user_error, first_line
-from mnist_budget.mnist_files import check_data_arguments, check_mnist_files
+from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, is_positive_int
 from mnist_budget.models import build_network, check_budget
 
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
@@ -48,20 +48,16 @@ def _number(test: Callable[[float], bool]) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and test(value)
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 RULES = (
     Rule("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    Rule("threads", lambda v: v == "auto" or _positive_int(v), "auto or a positive integer"),
-    Rule("trainer.max_epochs", _positive_int, "a positive integer"),
+    Rule("threads", lambda v: v == "auto" or is_positive_int(v), "auto or a positive integer"),
+    Rule("trainer.max_epochs", is_positive_int, "a positive integer"),
     Rule("trainer.precision", lambda v: str(v) in PRECISIONS, "auto or one of Lightning's: 32-true, bf16-mixed, 16-mixed, 64-true, ..."),
     Rule("optim.lr", _number(lambda v: v > 0), "a positive number"),
     Rule("optim.momentum", _number(lambda v: 0 <= v < 1), "in [0, 1)"),
     Rule("optim.weight_decay", _number(lambda v: v >= 0), "a number >= 0"),
     Rule("optim.label_smoothing", _number(lambda v: 0 <= v < 1), "in [0, 1)"),
-    Rule("model.budget", _positive_int, "a positive integer"),
+    Rule("model.budget", is_positive_int, "a positive integer"),
     Rule("test_checkpoint", lambda v: v in ("best", "last"), "best or last"),
     Rule(
         "trainer.overfit_batches",
