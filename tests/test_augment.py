@@ -1,4 +1,5 @@
-"""The default augmentation: per-sample rotation and translation within the configured ranges."""
+"""The augmentations: per-sample rotation, translation and aspect within the configured ranges;
+stroke styles (thicker, thinner, coarser) that keep the digit where it is."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pytest
 import torch
 
-from mnist_budget.augment import RandomShiftRotate
+from mnist_budget.augment import RandomShiftRotate, RandomStrokeStyle
 from mnist_budget.errors import UserError
 
 CENTRE = 13.5  # grid_sample with align_corners=False rotates about the image's geometric centre
@@ -52,3 +53,52 @@ def test_rotations_stay_within_the_angle_and_differ_per_sample():
 def test_bad_ranges_are_user_errors(degrees, translate):
     with pytest.raises(UserError, match="augment degrees"):
         RandomShiftRotate(degrees, translate)
+
+
+def widths(images: torch.Tensor) -> torch.Tensor:
+    """How many columns of each image hold ink."""
+    return (images[:, 0].amax(dim=1) > 0.5).sum(dim=1).float()
+
+
+def test_aspect_widens_and_narrows_within_the_factor_and_leaves_heights():
+    torch.manual_seed(0)
+    bars = torch.zeros(2000, 1, 28, 28)
+    bars[:, :, 4:24, 4:24] = 1.0  # a 20x20 square
+    out = RandomShiftRotate(0, (0, 0), aspect=1.3)(bars)
+    width = widths(out)
+    assert width.min() >= 20 / 1.3 - 1 and width.max() <= 20 * 1.3 + 1
+    assert width.min() < 17 and width.max() > 24  # both ways, most of the range
+    heights = (out[:, 0].amax(dim=2) > 0.5).sum(dim=1)
+    assert (heights == 20).all()
+
+
+def test_aspect_one_draws_nothing_more_so_the_default_stream_is_unchanged():
+    images = torch.rand(8, 1, 28, 28)
+    torch.manual_seed(1)
+    plain = RandomShiftRotate(10, (0.1, 0.1))(images)
+    torch.manual_seed(1)
+    assert torch.equal(RandomShiftRotate(10, (0.1, 0.1), aspect=1.0)(images), plain)
+
+
+def test_stroke_style_thickens_thins_and_coarsens_in_place():
+    torch.manual_seed(0)
+    images = torch.zeros(3000, 1, 28, 28)
+    images[:, :, 6:22, 12:15] = 1.0  # a vertical stroke, 3 pixels wide
+    only_thick = RandomStrokeStyle(thick=1.0, thin=0.0, low_res_p=0.0)(images)
+    assert (widths(only_thick) == 5).all()
+    only_thin = RandomStrokeStyle(thick=0.0, thin=1.0, low_res_p=0.0)(images)
+    assert (widths(only_thin) == 1).all()
+    mixed = RandomStrokeStyle(thick=0.2, thin=0.1, low_res_p=0.0)(images)
+    share = {w: float((widths(mixed) == w).float().mean()) for w in (1, 3, 5)}
+    assert share[5] == pytest.approx(0.2, abs=0.03) and share[1] == pytest.approx(0.1, abs=0.03)
+    coarse = RandomStrokeStyle(thick=0.0, thin=0.0, low_res_p=1.0, low_res=(8, 8))(images)
+    assert not torch.allclose(coarse, images, atol=0.05)  # blurred through 8 pixels
+    x, y = centres_of_mass(coarse)
+    assert (x - 13).abs().max() < 0.6 and (y - 13.5).abs().max() < 0.6  # the digit stays where it was
+    assert torch.allclose(coarse.amax(dim=(2, 3)), images.amax(dim=(2, 3)))  # ink keeps its brightness
+
+
+@pytest.mark.parametrize("arguments", [{"thick": 1.2}, {"thick": 0.6, "thin": 0.6}, {"low_res": (3, 10)}, {"low_res": (16, 10)}])
+def test_bad_stroke_styles_are_user_errors(arguments):
+    with pytest.raises(UserError, match="augment"):
+        RandomStrokeStyle(**arguments)

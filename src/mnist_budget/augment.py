@@ -21,17 +21,19 @@ from mnist_budget.errors import UserError
 
 class RandomShiftRotate(nn.Module):
     """Rotate each image by a uniform angle in [-degrees, degrees] and shift it by a uniform
-    fraction in [-translate, translate] of its width (x) and height (y)."""
+    fraction in [-translate, translate] of its width (x) and height (y); with ``aspect`` > 1, also
+    make it wider or narrower by up to that factor (writers differ in how wide they write)."""
 
-    def __init__(self, degrees: float = 10.0, translate: Sequence[float] = (0.1, 0.1)) -> None:
+    def __init__(self, degrees: float = 10.0, translate: Sequence[float] = (0.1, 0.1), aspect: float = 1.0) -> None:
         super().__init__()
-        if degrees < 0 or len(translate) != 2 or not all(0 <= t <= 1 for t in translate):
+        if degrees < 0 or len(translate) != 2 or not all(0 <= t <= 1 for t in translate) or not 1 <= aspect <= 2:
             raise UserError(
-                f"augment degrees={degrees}, translate={list(translate)}: degrees must be >= 0 and "
-                "translate two fractions in [0, 1]"
+                f"augment degrees={degrees}, translate={list(translate)}, aspect={aspect}: degrees must be >= 0, "
+                "translate two fractions in [0, 1] and aspect in [1, 2]"
             )
         self.degrees = float(degrees)
         self.translate = (float(translate[0]), float(translate[1]))
+        self.aspect = float(aspect)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
@@ -40,11 +42,53 @@ class RandomShiftRotate(nn.Module):
         # affine_grid works in [-1, 1] coordinates, so a shift of a fraction f of the size is 2f.
         shift = torch.empty(n, 2, **options).uniform_(-1, 1) * torch.tensor(self.translate, **options) * 2
         cos, sin = angle.cos(), angle.sin()
+        if self.aspect > 1:  # widths scaled by a log-uniform factor in [1/aspect, aspect]: x reads x / factor
+            narrow = torch.empty(n, **options).uniform_(-1, 1).mul_(math.log(self.aspect)).exp_()
+            cos_x, sin_x = cos * narrow, sin * narrow
+        else:  # (no random draw: the default recipe's random stream stays as it was)
+            cos_x, sin_x = cos, sin
         theta = torch.stack(
-            [torch.stack([cos, -sin, shift[:, 0]], dim=1), torch.stack([sin, cos, shift[:, 1]], dim=1)], dim=1
+            [torch.stack([cos_x, -sin, shift[:, 0]], dim=1), torch.stack([sin_x, cos, shift[:, 1]], dim=1)], dim=1
         )
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def extra_repr(self) -> str:
-        return f"degrees={self.degrees}, translate={self.translate}"
+        return f"degrees={self.degrees}, translate={self.translate}, aspect={self.aspect}"
+
+
+class RandomStrokeStyle(nn.Module):
+    """Writing styles MNIST's scans rarely show, per sample: a thicker or thinner pen (grey-level
+    dilation / erosion, 3x3) and a low-resolution round trip (the 28-pixel field reduced to
+    ``low_res`` pixels by area averaging and enlarged again, bilinear), as a coarse scan or a
+    small photo leaves a digit after ``mnist_budget.preprocess.mnist_style``.
+
+    Each image is thickened with probability ``thick``, else thinned with ``thin``; then, with
+    probability ``low_res_p``, blurred through one size drawn from ``low_res`` for the batch.
+    """
+
+    def __init__(self, thick: float = 0.2, thin: float = 0.1, low_res_p: float = 0.2, low_res: Sequence[int] = (10, 16)) -> None:
+        super().__init__()
+        if not all(0 <= p <= 1 for p in (thick, thin, low_res_p)) or thick + thin > 1:
+            raise UserError(
+                f"augment thick={thick}, thin={thin}, low_res_p={low_res_p}: each must be a probability in [0, 1] "
+                "and thick + thin at most 1"
+            )
+        if len(low_res) != 2 or not 4 <= low_res[0] <= low_res[1] <= 28:
+            raise UserError(f"augment low_res={list(low_res)}: give [smallest, largest] sizes with 4 <= smallest <= largest <= 28")
+        self.thick, self.thin, self.low_res_p = float(thick), float(thin), float(low_res_p)
+        self.low_res = (int(low_res[0]), int(low_res[1]))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
+        draw = torch.rand(n, 1, 1, 1, device=images.device)
+        thick = F.max_pool2d(images, 3, stride=1, padding=1)
+        thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
+        images = torch.where(draw < self.thick, thick, torch.where(draw < self.thick + self.thin, thin, images))
+        size = int(torch.randint(self.low_res[0], self.low_res[1] + 1, ()).item())
+        coarse = F.interpolate(F.interpolate(images, size=size, mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        coarse = coarse / coarse.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) * images.amax(dim=(2, 3), keepdim=True)
+        return torch.where(torch.rand(n, 1, 1, 1, device=images.device) < self.low_res_p, coarse, images)
+
+    def extra_repr(self) -> str:
+        return f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}"

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style
+from mnist_budget.tasks.predict import is_unsure
 
 @dataclass(frozen=True)
 class Limits:
@@ -44,8 +45,9 @@ def seen_png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def read_files(uploads: list[tuple[str, bytes]], classify: Classify) -> list[dict[str, Any]]:
-    """One answer per file: digit, probability, top-3 and the image seen, or the problem."""
+def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_below: float = 0.0) -> list[dict[str, Any]]:
+    """One answer per file: digit, probability, whether that is unsure (``is_unsure``), top-3 and
+    the image seen, or the problem."""
     answers: list[dict[str, Any]] = []
     images = []
     for name, data in uploads:
@@ -61,12 +63,13 @@ def read_files(uploads: list[tuple[str, bytes]], classify: Classify) -> list[dic
             top3 = np.argsort(probs)[::-1][:3]
             answer.update({
                 "digit": int(top3[0]), "probability": round(float(probs[top3[0]]), 4),
+                "unsure": is_unsure(float(probs[top3[0]]), unsure_below),
                 "top3": [[int(d), round(float(probs[d]), 4)] for d in top3], "seen_28x28_png": seen_png(image[0]),
             })  # fmt: skip
     return answers
 
 
-def create_app(classify: Classify, model: str, limits: Limits = Limits()) -> FastAPI:
+def create_app(classify: Classify, model: str, limits: Limits = Limits(), unsure_below: float = 0.0) -> FastAPI:
     """The FastAPI application: ``/`` (the page), ``/health``, ``POST /predict``, ``/docs``."""
     app = FastAPI(title="mnist-budget", description=f"Reads handwritten digits with {model}.")
     page = files("mnist_budget").joinpath("static/draw.html").read_text(encoding="utf-8")
@@ -99,7 +102,7 @@ def create_app(classify: Classify, model: str, limits: Limits = Limits()) -> Fas
         if not uploads:
             return problem(400, "no 'file' field in the form: send each image as a 'file' field")
         contents = [(upload.filename or "file", await upload.read()) for upload in uploads]
-        answers = await run_in_threadpool(read_files, contents, classify)
+        answers = await run_in_threadpool(read_files, contents, classify, unsure_below)
         if all(answer["error"] for answer in answers):
             return JSONResponse({"error": "no image could be read", "files": answers}, status_code=422)
         return {"model": model, "files": answers}

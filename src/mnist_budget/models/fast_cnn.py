@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mnist_budget.models.blocks import check_rates, conv_bn_relu, separable_conv_bn_relu
+from mnist_budget.models.deskew import Deskew
 
 
 class FastCNN(nn.Module):
@@ -32,11 +33,13 @@ class FastCNN(nn.Module):
         dropout: float = 0.02,
         num_classes: int = 10,
         separable: int = 0,
+        deskew: bool = False,
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
         4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
         of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the
-        smallest budgets (the first conv, on one input channel, never is)."""
+        smallest budgets (the first conv, on one input channel, never is); ``deskew``: shear each
+        input upright first (``mnist_budget.models.deskew``, no parameters)."""
         super().__init__()
         check_rates(dropout=dropout)
         if not 0 <= separable < len(channels):
@@ -64,10 +67,11 @@ class FastCNN(nn.Module):
         if pointwise:
             layers.append(conv_bn_relu(width, pointwise, bias=False, kernel_size=1))
             width = pointwise
+        self.deskew = Deskew() if deskew else nn.Identity()
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits of shape (batch, num_classes)."""
-        return self.classifier(self.pool(self.features(x)).flatten(1))
+        return self.classifier(self.pool(self.features(self.deskew(x))).flatten(1))

@@ -29,6 +29,7 @@ class Prediction:
     digit: int | None = None
     probability: float | None = None
     top3: list[tuple[int, float]] = field(default_factory=list)
+    unsure: bool | None = None  # probability below ``unsure_below``: check this one by eye
     error: str | None = None
 
 
@@ -78,10 +79,30 @@ def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], 
     return predictions, tensors
 
 
+# Test-time augmentation: the image itself and shifted by one pixel each way (rows, columns).
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
 @torch.inference_mode()
-def classify(net: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU."""
-    return torch.cat([net(normalise(batch)).softmax(dim=1) for batch in images.split(batch_size)])
+def classify(net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: bool = False) -> torch.Tensor:
+    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU.
+
+    ``tta``: the mean probability over ``TTA_SHIFTS`` (5 forward passes instead of one); the
+    border of an MNIST-style image is empty, so a roll is a shift.
+    """
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
+    return torch.cat(
+        [
+            torch.stack([net(normalise(batch.roll(shift, dims=(2, 3)))).softmax(dim=1) for shift in shifts]).mean(0)
+            for batch in images.split(batch_size)
+        ]
+    )
+
+
+def is_unsure(probability: float, unsure_below: float) -> bool:
+    """The one rule of confidence, for predict and serve: a top probability below ``unsure_below``
+    (conf/config.yaml) flags the digit as unsure."""
+    return probability < unsure_below
 
 
 def write_table(predictions: list[Prediction], path: Path) -> None:
@@ -90,11 +111,12 @@ def write_table(predictions: list[Prediction], path: Path) -> None:
         return
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["path", "digit", "probability", "top3", "error"])
+        writer.writerow(["path", "digit", "probability", "top3", "unsure", "error"])
         for p in predictions:
             top3 = " ".join(f"{digit}:{prob:.4f}" for digit, prob in p.top3)
             probability = f"{p.probability:.4f}" if p.probability is not None else ""
-            writer.writerow([p.path, "" if p.digit is None else p.digit, probability, top3, p.error or ""])
+            unsure = "" if p.unsure is None else str(p.unsure).lower()
+            writer.writerow([p.path, "" if p.digit is None else p.digit, probability, top3, unsure, p.error or ""])
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
@@ -106,20 +128,26 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     predictions, tensors = prepare(paths, save_to)
     readable = [p for p in predictions if p.error is None]
     if readable:
-        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size))
+        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size), tta=bool(cfg.tta))
         for prediction, probs in zip(readable, probabilities, strict=True):
             values, digits = probs.topk(3)
             prediction.top3 = [(int(d), round(float(v), 4)) for d, v in zip(digits, values, strict=True)]
             prediction.digit, prediction.probability = prediction.top3[0]
+            prediction.unsure = is_unsure(float(values[0]), cfg.unsure_below)
     for p in predictions:
         if p.error is None:
             top3 = ", ".join(f"{digit} {100 * prob:.1f}%" for digit, prob in p.top3)
-            print(f"{p.path}: {p.digit} ({100 * p.probability:.1f}%)  top-3: {top3}")
+            flag = "  UNSURE" if p.unsure else ""
+            print(f"{p.path}: {p.digit} ({100 * p.probability:.1f}%){flag}  top-3: {top3}")
         else:
             print(f"{p.path}: skipped ({p.error})")
     table = output_dir / str(cfg.output)
     write_table(predictions, table)
-    log.info("%d of %d images predicted with %s; table: %s", len(readable), len(predictions), hparams["model"]["name"], table)
+    unsure = sum(bool(p.unsure) for p in readable)
+    log.info(
+        "%d of %d images predicted with %s (%d unsure: probability below %s); table: %s",
+        len(readable), len(predictions), hparams["model"]["name"], unsure, cfg.unsure_below, table,
+    )  # fmt: skip
     if not readable:
         first = predictions[0]
         more = f" (and {len(predictions) - 1} more, see {table})" if len(predictions) > 1 else ""

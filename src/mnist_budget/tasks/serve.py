@@ -61,7 +61,7 @@ def serve(cfg: DictConfig) -> dict[str, float]:
     from mnist_budget.serving import Limits, create_app
 
     classify, name = classifier(cfg)
-    app = create_app(classify, name, Limits(int(cfg.max_body_bytes), int(cfg.max_files)))
+    app = create_app(classify, name, Limits(int(cfg.max_body_bytes), int(cfg.max_files)), float(cfg.unsure_below))
     log.info("serving %s (%s backend) on http://%s:%d/ (API: POST /predict, docs: /docs)", name, cfg.backend, cfg.host, cfg.port)
     uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level="warning")
     return {}
