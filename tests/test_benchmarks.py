@@ -29,6 +29,7 @@ def load_benchmark(name: str) -> ModuleType:
         sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -151,6 +152,24 @@ def test_predict_quality(checkpoint: Path, bench_env: Path, capsys: pytest.Captu
     assert [(name, count) for name, count, _, _ in rows] == [(kind, "1") for kind in module.KINDS], out
     assert re.search(rf"^\| \*\*all\*\* \| {kinds} \| \*\*\d+\.\d %\*\* \| \d+\.\d % \|$", out, re.M), out
     assert len(list(kept.iterdir())) == kinds
+
+
+def test_handwriting_styles(checkpoint: Path, bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_benchmark("handwriting_styles")
+    kept = bench_env / "styles"
+    module.main([str(checkpoint), str(checkpoint), "--smoke", "--tta", "--keep", str(kept)])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    fonts = len(module.installed_fonts()[0])
+    strokes = 2 * sum(len(styles) for styles in module.STYLES.values())
+    total = strokes + (2 * 2 * 10 if fonts else 0) + 4 * 2 * 5
+    assert f"{total} images ({fonts} fonts)" in out, out
+    assert len(list(kept.iterdir())) == total
+    row = r" \| ".join([r"\d+\.\d"] * 4)  # two checkpoints, each without and with TTA
+    for name in [f"digit {d}" for d in range(10)] + ["strokes", "degraded MNIST", "all"]:
+        assert re.search(rf"^\| {name} \| \d+ \| {row} \|$", out, re.M), (name, out)
+    assert re.search(r"^\| strokes: 1 flag and foot \| 2 \| ", out, re.M), out
+    assert len(re.findall(r"^- .+: \d+ of \d+ flagged", out, re.M)) == 4, out
 
 
 @pytest.mark.slow  # starts a server process (torch import) per backend

@@ -10,24 +10,14 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_cfg
+from test_benchmarks import load_benchmark
 from test_serve import call, form, server_process
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
-# Stroke paths of the ten digits in a unit box (x right, y down), as a person might draw them.
-STROKES = {
-    0: [[(0.5, 0.1), (0.25, 0.25), (0.2, 0.5), (0.25, 0.75), (0.5, 0.9), (0.75, 0.75), (0.8, 0.5), (0.75, 0.25), (0.5, 0.1)]],
-    1: [[(0.5, 0.1), (0.5, 0.9)]],
-    2: [[(0.25, 0.3), (0.4, 0.12), (0.65, 0.12), (0.75, 0.3), (0.6, 0.5), (0.25, 0.88), (0.8, 0.88)]],
-    3: [[(0.25, 0.15), (0.7, 0.15), (0.45, 0.45), (0.72, 0.6), (0.7, 0.82), (0.5, 0.9), (0.25, 0.82)]],
-    4: [[(0.6, 0.1), (0.2, 0.62), (0.8, 0.62)], [(0.62, 0.35), (0.62, 0.9)]],
-    5: [[(0.75, 0.12), (0.32, 0.12), (0.28, 0.45), (0.6, 0.42), (0.75, 0.6), (0.68, 0.82), (0.45, 0.9), (0.25, 0.8)]],
-    6: [[(0.68, 0.12), (0.38, 0.35), (0.25, 0.65), (0.4, 0.88), (0.65, 0.85), (0.72, 0.65), (0.55, 0.5), (0.3, 0.6)]],
-    7: [[(0.2, 0.12), (0.8, 0.12), (0.45, 0.9)]],
-    8: [[(0.5, 0.5), (0.3, 0.32), (0.5, 0.12), (0.7, 0.32), (0.5, 0.5), (0.28, 0.7), (0.5, 0.9), (0.72, 0.7), (0.5, 0.5)]],
-    9: [[(0.72, 0.35), (0.5, 0.12), (0.3, 0.3), (0.5, 0.5), (0.72, 0.35), (0.68, 0.9)]],
-}
+# Each digit's first (MNIST-like) style of stroke paths in a unit box, from the handwriting benchmark.
+STROKES = {digit: next(iter(styles.values())) for digit, styles in load_benchmark("handwriting_styles").STYLES.items()}
 
 
 @pytest.fixture(scope="module")

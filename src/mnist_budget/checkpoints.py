@@ -17,6 +17,7 @@ import torch
 
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.models import build_network
+from mnist_budget.mnist_files import DataSet, find_dataset
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
@@ -66,3 +67,9 @@ def network_of(cfg: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
     from mnist_budget.validate import required
 
     return load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
+
+
+def dataset_of(hparams: dict[str, Any]) -> DataSet:
+    """The data set a checkpoint's network learnt (its normalisation and class names); checkpoints
+    written before data sets were named learnt MNIST."""
+    return find_dataset(str(hparams.get("dataset", "mnist")))

@@ -1,4 +1,5 @@
-"""MNIST as in-memory tensors, served in batches by index.
+"""MNIST (or another idx data set: ``mnist_files.DATASETS``) as in-memory tensors, served in
+batches by index.
 
 torchvision reads (and, where it can, downloads) the original idx files once; every split then
 lives as one float tensor on the training device, and a batch is a single indexing operation:
@@ -20,47 +21,59 @@ import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
-from torchvision.datasets import MNIST
+import torchvision.datasets
 
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.mnist_files import IDX_FILES, check_data_arguments, check_mnist_files, check_val_size, normalise
+from mnist_budget.mnist_files import (
+    IDX_FILES,
+    check_data_arguments,
+    check_mnist_files,
+    check_val_size,
+    find_dataset,
+    normalise,
+    raw_folder,
+    unpack_gzipped,
+)
 
 
-def download_mnist(root: Path) -> None:
-    """Download MNIST into ``root/MNIST/raw`` unless it is already there.
+def download_mnist(root: Path, name: str = "mnist") -> None:
+    """Download a data set (MNIST unless ``name`` says otherwise) into ``root/<folder>/raw`` unless
+    it is already there (gzipped originals copied there count: they are unpacked).
 
     torchvision prints each failed mirror to stdout; that noise is captured and folded into one
     error that says what to do instead.
     """
-    raw = root / "MNIST" / "raw"
-    if all((raw / name).is_file() for name in IDX_FILES):
+    spec, raw = find_dataset(name), raw_folder(root, name)
+    unpack_gzipped(raw)
+    if all((raw / file).is_file() for file in IDX_FILES):
         return
     chatter = io.StringIO()
     try:
         with contextlib.redirect_stdout(chatter):
             # download() fetches all four files; train=False then loads only the small test set.
-            MNIST(str(root), train=False, download=True)
+            getattr(torchvision.datasets, spec.folder)(str(root), train=False, download=True)
     except (RuntimeError, OSError) as err:
         raise UserError(
-            f"MNIST is missing from {raw} and the download failed ({first_line(err)}): copy the four original "
-            f"idx files ({', '.join(IDX_FILES)}) into {raw}, or point MNIST_BUDGET_DATA (or paths.data_dir=...) "
-            "at a folder that holds MNIST/raw/"
+            f"{spec.folder} is missing from {raw} and the download failed ({first_line(err)}): copy the four original "
+            f"idx files ({', '.join(IDX_FILES)}, or the same with .gz; from {spec.source}) into {raw}, or point "
+            f"MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds {spec.folder}/raw/"
         ) from err
 
 
-def load_mnist(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one official MNIST set with torchvision: uint8 images (N, 28, 28) and int64 labels."""
-    raw = root / "MNIST" / "raw"
+def load_mnist(root: Path, train: bool, name: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read one official set of a data set (MNIST unless ``name`` says otherwise) with torchvision:
+    uint8 images (N, 28, 28) and int64 labels."""
+    raw = raw_folder(root, name)
     prefix = "train" if train else "t10k"
     names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    check_mnist_files(raw, names)
-    dataset = MNIST(str(root), train=train, download=False)
-    if len(dataset.data) != len(dataset.targets):
+    check_mnist_files(raw, names, name=name)
+    data = getattr(torchvision.datasets, find_dataset(name).folder)(str(root), train=train, download=False)
+    if len(data.data) != len(data.targets):
         raise UserError(
-            f"{raw / names[0]} holds {len(dataset.data)} images but {raw / names[1]} holds "
-            f"{len(dataset.targets)} labels: replace both with the original files"
+            f"{raw / names[0]} holds {len(data.data)} images but {raw / names[1]} holds "
+            f"{len(data.targets)} labels: replace both with the original files"
         )
-    return dataset.data, dataset.targets
+    return data.data, data.targets
 
 
 def split_indices(total: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,11 +149,15 @@ def index_loader(dataset: TensorDataset, batches: EpochBatches) -> DataLoader:
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """Official training set split into train/validation; official test set for testing only."""
+    """Official training set split into train/validation; official test set for testing only.
+
+    ``dataset``: which idx data set (``mnist_budget.mnist_files.DATASETS``: mnist, fashion_mnist);
+    its own normalisation constants are applied."""
 
     def __init__(
         self,
         data_dir: str = "./data",
+        dataset: str = "mnist",
         val_size: int = 10_000,
         split_seed: int = 12345,
         batch_size: int = 128,
@@ -152,6 +169,7 @@ class MNISTDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_data_arguments(batch_size, eval_batch_size, val_size)
+        self.spec = find_dataset(dataset)
         self.root = Path(os.path.expanduser(data_dir))
         self.val_size = val_size
         self.split_seed = split_seed
@@ -167,16 +185,16 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if self.download:
-            download_mnist(self.root)
+            download_mnist(self.root, self.spec.name)
 
     def setup(self, stage: str | None = None) -> None:
         """Load every split once; later calls keep the same tensors (and the same split)."""
         if self.splits:
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images, labels = load_mnist(self.root, train=True)
+        images, labels = load_mnist(self.root, train=True, name=self.spec.name)
         train_idx, val_idx = split_indices(len(images), self.val_size, self.split_seed)
-        test_images, test_labels = load_mnist(self.root, train=False)
+        test_images, test_labels = load_mnist(self.root, train=False, name=self.spec.name)
         images, test_images = to_float_images(images), to_float_images(test_images)
         for name, (x, y) in {
             "train": (images[train_idx], labels[train_idx]),
@@ -256,4 +274,4 @@ class MNISTDataModule(L.LightningDataModule):
         """Augment (training batches only) and normalise a batch of [0, 1] images on its device."""
         if augment and self.augment is not None:
             images = self.augment(images)
-        return normalise(images)
+        return normalise(images, self.spec)

@@ -1,5 +1,5 @@
-"""What MNIST is: the four original idx files, their checks, the normalisation constants, and the
-data module's valid arguments.
+"""What MNIST-format data sets are: the four original idx files, their checks, each set's
+normalisation constants and class names, and the data module's valid arguments.
 
 Light on purpose (no Lightning, no torchvision): the command line checks the data settings and
 files before a run starts (mnist_budget.preflight) with the same functions that the data module
@@ -8,7 +8,10 @@ files before a run starts (mnist_budget.preflight) with the same functions that 
 
 from __future__ import annotations
 
+import gzip
 import math
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_budget.errors import UserError
@@ -17,6 +20,59 @@ from mnist_budget.errors import UserError
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 TRAIN_SIZE = 60_000
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One idx data set of 28x28 grey images in 10 classes, as torchvision reads it."""
+
+    name: str  # the data.dataset value
+    folder: str  # torchvision's class of the same name reads data_dir/<folder>/raw/
+    mean: float  # of the official training images in [0, 1] (the normalisation)
+    std: float
+    classes: tuple[str, ...]
+    source: str  # where to get the files when the download cannot run
+
+
+DATASETS = {
+    "mnist": DataSet("mnist", "MNIST", MNIST_MEAN, MNIST_STD, tuple(str(d) for d in range(10)), "http://yann.lecun.com/exdb/mnist/"),
+    # Constants measured on the official training files (60,000 images).
+    "fashion_mnist": DataSet(
+        "fashion_mnist", "FashionMNIST", 0.2860, 0.3530,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "https://github.com/zalandoresearch/fashion-mnist, or Debian's package dataset-fashion-mnist "
+        "(/usr/share/datasets/fashion-mnist/*.gz)",
+    ),
+}  # fmt: skip
+
+
+def find_dataset(name: str) -> DataSet:
+    """The data set a ``data.dataset`` value (or a checkpoint's) names, or a one-line refusal."""
+    if name not in DATASETS:
+        raise UserError(f"data.dataset={name!r} is unknown: use one of {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def raw_folder(data_dir: str | Path, name: str = "mnist") -> Path:
+    """Where the data set's four idx files live: ``data_dir/<folder>/raw`` (torchvision's layout)."""
+    return Path(data_dir).expanduser() / find_dataset(name).folder / "raw"
+
+
+def unpack_gzipped(raw: Path) -> None:
+    """The files as they are distributed (``<name>.gz``, Debian's package ships them so) are
+    unpacked beside themselves once, so that copying the four .gz files is enough."""
+    for name in IDX_FILES:
+        packed = raw / f"{name}.gz"
+        if not (raw / name).exists() and packed.is_file():
+            partial = raw / f"{name}.partial"
+            try:
+                with gzip.open(packed, "rb") as source, partial.open("wb") as target:
+                    shutil.copyfileobj(source, target)
+            except (OSError, EOFError) as err:
+                partial.unlink(missing_ok=True)
+                raise UserError(f"{packed} cannot be unpacked ({err}): replace it with the original file") from err
+            partial.replace(raw / name)
+
 
 # (file name, dimensions after the count): what a well-formed idx file of each kind holds.
 IDX_FILES = {
@@ -54,19 +110,22 @@ def idx_file_problem(path: Path) -> str | None:
     return None
 
 
-def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), download: bool = False) -> None:
-    """Refuse damaged idx files, and missing ones unless the run may ``download`` them, in one line."""
-    problems = {name: idx_file_problem(raw / name) for name in names}
+def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), download: bool = False, name: str = "mnist") -> None:
+    """Refuse damaged idx files, and missing ones unless the run may ``download`` them, in one line
+    (``name``: the data set, for the message). Gzipped originals are unpacked first."""
+    unpack_gzipped(raw)
+    problems = {file: idx_file_problem(raw / file) for file in names}
     if download:
         problems = {name: problem for name, problem in problems.items() if problem != "is missing"}
     bad = {name: problem for name, problem in problems.items() if problem}
     if not bad:
         return
-    where = "point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds MNIST/raw/"
+    spec = find_dataset(name)
+    where = f"point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds {spec.folder}/raw/"
     if all(problem == "is missing" for problem in bad.values()) and len(bad) == len(names):
         raise UserError(
-            f"MNIST is missing from {raw} and data.download=false: copy the original idx files "
-            f"({', '.join(names)}) there, {where}, or allow data.download=true"
+            f"{spec.folder} is missing from {raw} and data.download=false: copy the original idx files "
+            f"({', '.join(names)}, or the same with .gz; from {spec.source}) there, {where}, or allow data.download=true"
         )
     listed = "; ".join(f"{raw / name} {problem}" for name, problem in bad.items())
     raise UserError(
@@ -95,6 +154,7 @@ def is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def normalise(images):  # noqa: ANN001, ANN201 - a tensor (or array) of [0, 1] images, same type back
-    """The training normalisation, used by training, evaluation, prediction and export alike."""
-    return (images - MNIST_MEAN) / MNIST_STD
+def normalise(images, data: DataSet = DATASETS["mnist"]):  # noqa: ANN001, ANN201 - tensor or array, same type back
+    """The training normalisation of ``data`` (MNIST's unless told), used by training, evaluation,
+    prediction and export alike."""
+    return (images - data.mean) / data.std

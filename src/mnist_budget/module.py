@@ -1,8 +1,8 @@
 """The LightningModule: wraps a plain network built from the model config.
 
-Its hyper-parameters are the model and optimiser configs as plain dictionaries, so a checkpoint
-carries everything needed to rebuild the network and still loads with
-``torch.load(..., weights_only=True)``.
+Its hyper-parameters are the model and optimiser configs as plain dictionaries and the data
+set's name, so a checkpoint carries everything needed to rebuild the network and still loads
+with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def fit_warmup_share(pct_start: float, total_steps: int) -> float:
 class Classifier(L.LightningModule):
     """Cross-entropy classifier with per-stage accuracy, ``val/acc_best`` and a configurable optimiser."""
 
-    def __init__(self, model: dict[str, Any], optim: dict[str, Any]) -> None:
-        """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config."""
+    def __init__(self, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist") -> None:
+        """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config;
+        ``dataset``: the data set it learns (saved, so that the tasks normalise and name classes
+        as it did: ``mnist_budget.checkpoints.dataset_of``)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: nn.Module = build_network(model["net"], model.get("name", "?"))
@@ -66,6 +68,7 @@ class Classifier(L.LightningModule):
         return cls(
             model=OmegaConf.to_container(cfg.model, resolve=True),
             optim=OmegaConf.to_container(cfg.optim, resolve=True),
+            dataset=str(cfg.data.get("dataset", "mnist")),
         )
 
     @property

@@ -15,7 +15,6 @@ shipped config, so that renaming a key cannot switch its rule off unnoticed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError, find_user_error, first_line
-from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, is_positive_int
+from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, is_positive_int, raw_folder
 from mnist_budget.models import build_network, check_budget
 
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
@@ -115,9 +114,10 @@ def check_augment(cfg: DictConfig) -> None:
 
 
 def check_data_files(cfg: DictConfig) -> None:
-    """Damaged MNIST files are refused now; missing ones too unless the run may download them."""
-    raw = Path(os.path.expanduser(str(cfg.data.data_dir))) / "MNIST" / "raw"
-    check_mnist_files(raw, download=bool(cfg.data.get("download", False)))
+    """Damaged data files are refused now; missing ones too unless the run may download them
+    (an unknown ``data.dataset`` too)."""
+    name = str(cfg.data.get("dataset", "mnist"))
+    check_mnist_files(raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name)
 
 
 def required(cfg: DictConfig, key: str, what: str) -> str:

@@ -7,15 +7,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import network_of
+from mnist_budget.checkpoints import dataset_of, network_of
+from mnist_budget.errors import UserError
 from mnist_budget.validate import check_config, check_data_files
 
 log = logging.getLogger(__name__)
 
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """A checkpoint whose network loads, and the test set's files."""
-    network_of(cfg)
+    """A checkpoint whose network loads, of the data set the run reads, and that set's test files."""
+    _, hparams = network_of(cfg)
+    trained_on, reading = dataset_of(hparams).name, str(cfg.data.get("dataset", "mnist"))
+    if trained_on != reading:
+        raise UserError(
+            f"ckpt_path={cfg.ckpt_path} was trained on {trained_on}, data.dataset={reading}: "
+            f"evaluate it on its own data set (data={trained_on})"
+        )
     check_data_files(cfg)
 
 
@@ -32,7 +39,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     net, hparams = network_of(cfg)
-    module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {})
+    module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {}, dataset=dataset_of(hparams).name)
     module.net = net  # the checkpoint's weights, loaded once (load_network)
     settings = run_settings(cfg)
     hardware = describe(settings.device)

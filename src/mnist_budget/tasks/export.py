@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import network_of
+from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line
-from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD, normalise
+from mnist_budget.mnist_files import DATASETS, DataSet, normalise
 from mnist_budget.models import count_parameters
 from mnist_budget.validate import check_data_files
 
@@ -94,12 +94,15 @@ RUNNERS = {"onnx": onnx_runner, "pt2": pt2_runner}
 EXPORTERS = {"onnx": export_onnx, "pt2": export_pt2}
 
 
-def verify(net: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray], data_dir: Path, tolerance: float) -> dict[str, Any]:
-    """Both on the official 10k test images: the largest logit difference, argmax agreement, accuracy."""
+def verify(
+    net: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray], data_dir: Path, tolerance: float, data: DataSet = DATASETS["mnist"]
+) -> dict[str, Any]:
+    """Both on the official 10k test images of ``data``: the largest logit difference, argmax
+    agreement, accuracy."""
     from mnist_budget.data import load_mnist, to_float_images  # imports Lightning: not at the top (see check)
 
-    images, labels = load_mnist(data_dir, train=False)
-    inputs = normalise(to_float_images(images))
+    images, labels = load_mnist(data_dir, train=False, name=data.name)
+    inputs = normalise(to_float_images(images), data)
     max_diff, same, correct = 0.0, 0, 0
     with torch.inference_mode():
         for batch, truth in zip(inputs.split(1000), labels.split(1000), strict=True):
@@ -119,6 +122,7 @@ def verify(net: torch.nn.Module, run: Callable[[np.ndarray], np.ndarray], data_d
 
 def sidecar(path: Path, hparams: dict[str, Any], params: int, fmt: str, checkpoint: str) -> dict[str, Any]:
     """What a program that loads the file needs to know to feed it."""
+    data = dataset_of(hparams)
     return {
         "file": path.name,
         "format": fmt,
@@ -127,8 +131,9 @@ def sidecar(path: Path, hparams: dict[str, Any], params: int, fmt: str, checkpoi
         "checkpoint": checkpoint,
         "input": {"name": INPUT, "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW"},
         "output": {"name": OUTPUT, "shape": ["batch", 10], "meaning": "unnormalised class scores; softmax gives probabilities"},
-        "classes": [str(digit) for digit in range(10)],
-        "normalisation": {"mean": MNIST_MEAN, "std": MNIST_STD, "formula": "(pixel / 255 - mean) / std"},
+        "dataset": data.name,
+        "classes": list(data.classes),
+        "normalisation": {"mean": data.mean, "std": data.std, "formula": "(pixel / 255 - mean) / std"},
         "preprocessing": "white digit on black, longer side 20 px, centre of mass at the centre of 28x28 "
         "(MNIST's own recipe; mnist_budget.preprocess.mnist_style does it for any photo or scan)",
     }
@@ -146,7 +151,7 @@ def export(cfg: DictConfig) -> dict[str, float]:
     EXPORTERS[fmt](net, path)
     info = sidecar(path, hparams, count_parameters(net), fmt, str(cfg.ckpt_path))
     if cfg.get("verify", True):
-        info["verified"] = verify(net, RUNNERS[fmt](path), Path(str(cfg.data.data_dir)), float(cfg.tolerance))
+        info["verified"] = verify(net, RUNNERS[fmt](path), Path(str(cfg.data.data_dir)), float(cfg.tolerance), dataset_of(hparams))
         log.info(
             "verified on the 10k test images: largest logit difference %.2e, predictions identical, test accuracy %.2f%%",
             info["verified"]["max_abs_logit_diff"], 100 * info["verified"]["test_acc"],

@@ -13,8 +13,9 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from mnist_budget.checkpoints import network_of
+from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError, first_line
+from mnist_budget.mnist_files import DATASETS, DataSet
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
 from mnist_budget.validate import required
 
@@ -84,8 +85,11 @@ TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 @torch.inference_mode()
-def classify(net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: bool = False) -> torch.Tensor:
-    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU.
+def classify(
+    net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: bool = False, data: DataSet = DATASETS["mnist"]
+) -> torch.Tensor:
+    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU,
+    normalised as ``data`` (the data set the network learnt: ``checkpoints.dataset_of``).
 
     ``tta``: the mean probability over ``TTA_SHIFTS`` (5 forward passes instead of one); the
     border of an MNIST-style image is empty, so a roll is a shift.
@@ -93,7 +97,7 @@ def classify(net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: b
     shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     return torch.cat(
         [
-            torch.stack([net(normalise(batch.roll(shift, dims=(2, 3)))).softmax(dim=1) for shift in shifts]).mean(0)
+            torch.stack([net(normalise(batch.roll(shift, dims=(2, 3)), data)).softmax(dim=1) for shift in shifts]).mean(0)
             for batch in images.split(batch_size)
         ]
     )
@@ -128,7 +132,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     predictions, tensors = prepare(paths, save_to)
     readable = [p for p in predictions if p.error is None]
     if readable:
-        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size), tta=bool(cfg.tta))
+        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size), bool(cfg.tta), dataset_of(hparams))
         for prediction, probs in zip(readable, probabilities, strict=True):
             values, digits = probs.topk(3)
             prediction.top3 = [(int(d), round(float(v), 4)) for d, v in zip(digits, values, strict=True)]

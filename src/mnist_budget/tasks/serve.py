@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import network_of
+from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError
 from mnist_budget.mnist_files import normalise
 
@@ -33,6 +33,7 @@ def classifier(cfg: DictConfig) -> tuple:
     backend, and the model's name. Threads: ``threads`` (run.py has set torch's already)."""
     net, hparams = network_of(cfg)
     name = hparams["model"]["name"]
+    data = dataset_of(hparams)
     if cfg.backend == "onnx":
         from mnist_budget.tasks.export import export_onnx, onnx_runner
 
@@ -41,7 +42,7 @@ def classifier(cfg: DictConfig) -> tuple:
         run = onnx_runner(path, threads=torch.get_num_threads())
 
         def classify(images: np.ndarray) -> np.ndarray:
-            logits = run(normalise(images.astype(np.float32)))
+            logits = run(normalise(images.astype(np.float32), data))
             exp = np.exp(logits - logits.max(axis=1, keepdims=True))
             return exp / exp.sum(axis=1, keepdims=True)
 
@@ -49,7 +50,7 @@ def classifier(cfg: DictConfig) -> tuple:
 
     @torch.inference_mode()
     def classify(images: np.ndarray) -> np.ndarray:
-        return net(normalise(torch.from_numpy(images))).softmax(dim=1).numpy()
+        return net(normalise(torch.from_numpy(images), data)).softmax(dim=1).numpy()
 
     return classify, name
 
