@@ -85,6 +85,7 @@ def test_missing_fashion_files_say_where_to_get_them(tmp_path):
     assert "FashionMNIST is missing from" in line and "dataset-fashion-mnist" in line and ".gz" in line
 
 
+@pytest.mark.slow  # a training run, an evaluation and an ONNX export
 def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_run, fashion_root, mnist_root, tmp_path):
     from mnist_budget.tasks.eval import evaluate
     from mnist_budget.tasks.export import export
