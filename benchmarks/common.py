@@ -20,6 +20,17 @@ from mnist_budget.hardware import describe, hardware_line, run_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def mnist_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
+    """A checkpoint's network and hyper-parameters, refused in one line unless it learnt MNIST:
+    these benchmarks feed it MNIST's test digits, or digits made like them."""
+    from mnist_budget.checkpoints import dataset_of, load_network
+
+    net, hparams = load_network(checkpoint)
+    if dataset_of(hparams).name != "mnist":
+        raise SystemExit(f"error: {checkpoint} was trained on {dataset_of(hparams).name}: give a checkpoint of an MNIST run")
+    return net, hparams
+
+
 def data_dir() -> str:
     """MNIST_BUDGET_DATA, else ../shared/data beside the checkout, else ./data."""
     if os.environ.get("MNIST_BUDGET_DATA"):

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import SMOKE_HELP, data_dir, device_note
-from mnist_budget.checkpoints import load_network
+from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from mnist_budget.data import load_mnist, to_float_images
 from mnist_budget.mnist_files import normalise
 from mnist_budget.tasks.export import export_onnx, export_pt2, onnx_runner, pt2_runner
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.calls, args.rounds, warmup = 5, 1, 2
     print(device_note())
-    net, hparams = load_network(args.checkpoint)
+    net, hparams = mnist_network(args.checkpoint)
     images, _ = load_mnist(Path(data_dir()), train=False)
     inputs = normalise(to_float_images(images)).numpy()
     folder = Path(tempfile.mkdtemp(prefix="export-formats-"))

@@ -41,8 +41,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from common import SMOKE_HELP, data_dir, device_note, project_config
-from mnist_budget.checkpoints import load_network
+from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_config
 from mnist_budget.data import load_mnist
 from mnist_budget.preprocess import load_image, mnist_style
 from mnist_budget.tasks.predict import classify, is_unsure
@@ -234,7 +233,16 @@ def accuracy_table(hits: dict[str, dict], columns: list[str], counts: dict) -> s
     return "\n".join(lines)
 
 
-def confidence_line(column: str, right: list[bool], flagged: list[bool], unsure_below: float) -> str:
+def column_names(checkpoints: list[str]) -> list[str]:
+    """Short names for the columns (run folder / file), numbered when two would be the same
+    (the same seed's folder of two sweeps), so that no column hides another."""
+    short = [f"{Path(c).parent.parent.name}/{Path(c).name}" for c in checkpoints]
+    if len(set(short)) == len(short):
+        return short
+    return [f"{n}: {name}" for n, name in enumerate(short, start=1)]
+
+
+def confidence_line(column: str, right: list[bool], flagged: list[bool]) -> str:
     """How often a flagged prediction is wrong, against an unflagged one: what the flag is worth."""
     wrong_flagged = sum(not ok for ok, flag in zip(right, flagged, strict=True) if flag)
     wrong_kept = sum(not ok for ok, flag in zip(right, flagged, strict=True) if not flag)
@@ -277,15 +285,15 @@ def main(argv: list[str] | None = None) -> None:
     hits: dict[str, dict[str, list[bool]]] = {}
     columns = []
     confidence = []
-    for checkpoint in args.checkpoints:
-        net, hparams = load_network(checkpoint)
+    for checkpoint, name in zip(args.checkpoints, column_names(args.checkpoints), strict=True):
+        net, hparams = mnist_network(checkpoint)
         for tta in (False, True) if args.tta else (False,):
-            column = f"{Path(checkpoint).parent.parent.name}/{Path(checkpoint).name}" + (" +TTA" if tta else "")
+            column = name + (" +TTA" if tta else "")
             columns.append(column)
             probabilities = classify(net, images, 256, tta=tta)
             right = (probabilities.argmax(1) == labels).tolist()
             flagged = [is_unsure(float(p), unsure_below) for p in probabilities.max(1).values]
-            confidence.append(confidence_line(column, right, flagged, unsure_below))
+            confidence.append(confidence_line(column, right, flagged))
             table: dict[str, list[bool]] = defaultdict(list)
             for sample, ok in zip(rows, right, strict=True):
                 for key in (f"digit {sample.digit}", f"{sample.kind}", f"{sample.kind}: {sample.style}", "all"):
@@ -296,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         for key in (f"digit {sample.digit}", f"{sample.kind}", f"{sample.kind}: {sample.style}", "all"):
             counts[key] += 1
     order = [f"digit {d}" for d in range(10)] + ["strokes", "fonts", "degraded MNIST", "all"]
+    if column_names(args.checkpoints)[0].startswith("1: "):  # numbered: say which file each is
+        print("columns: " + "; ".join(f"{n} = {c}" for n, c in enumerate(args.checkpoints, start=1)))
     print(f"{len(rows)} images ({len(fonts)} fonts); accuracy in % per digit and per kind:\n")
     print(accuracy_table(hits, columns, {k: counts[k] for k in order if k in counts}))
     print(f"\nflagged as unsure (top probability below {unsure_below}):")

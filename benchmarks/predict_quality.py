@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from common import SMOKE_HELP, data_dir, device_note
-from mnist_budget.checkpoints import load_network
+from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from mnist_budget.data import load_mnist
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, plain_resize
 from mnist_budget.tasks.predict import classify
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.count = len(KINDS)
     print(device_note())
-    net, hparams = load_network(args.checkpoint)
+    net, hparams = mnist_network(args.checkpoint)
     images, labels = load_mnist(Path(data_dir()), train=False)
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(images), size=args.count, replace=False)

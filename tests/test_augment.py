@@ -73,11 +73,18 @@ def test_aspect_widens_and_narrows_within_the_factor_and_leaves_heights():
 
 
 def test_aspect_one_draws_nothing_more_so_the_default_stream_is_unchanged():
+    """With aspect 1 the module draws the angles and the shifts and nothing else: the random
+    stream after it is where it was before the aspect option existed."""
     images = torch.rand(8, 1, 28, 28)
     torch.manual_seed(1)
-    plain = RandomShiftRotate(10, (0.1, 0.1))(images)
+    RandomShiftRotate(10, (0.1, 0.1), aspect=1.0)(images)
+    after_module = torch.rand(3)
     torch.manual_seed(1)
-    assert torch.equal(RandomShiftRotate(10, (0.1, 0.1), aspect=1.0)(images), plain)
+    torch.empty(8).uniform_(-10, 10), torch.empty(8, 2).uniform_(-1, 1)  # the angles, then the shifts
+    assert torch.equal(after_module, torch.rand(3))
+    torch.manual_seed(1)
+    RandomShiftRotate(10, (0.1, 0.1), aspect=1.3)(images)
+    assert not torch.equal(after_module, torch.rand(3))  # aspect > 1 draws its factors too
 
 
 def test_stroke_style_thickens_thins_and_coarsens_in_place():

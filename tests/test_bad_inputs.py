@@ -50,6 +50,9 @@ CONFIG_CASES = [
     (["callbacks.memory_format.layout=diagonal"], ("layout=diagonal",)),
     (["callbacks=[default,ema]", "callbacks.ema.decay=1.5"], ("callbacks.ema.decay=1.5",)),
     (["augment._args_.0.degrees=-1"], ("augment degrees=-1",)),
+    (["unsure_below=abc"], ("unsure_below='abc' is invalid: it must be a probability in [0, 1]",)),
+    (["task=predict", "tta=maybe"], ("tta='maybe' is invalid: it must be true or false",)),
+    (["data.dataset=cifar"], ("data.dataset='cifar' is unknown: use one of mnist, fashion_mnist",)),
     (["++trainer.overfit_batches=3"], ("trainer.overfit_batches=3", "debug=overfit")),
     # kornia wants tuples; YAML lists reach it as ListConfig: found on a batch, not in the first step
     (["augment._args_.0._target_=kornia.augmentation.RandomElasticTransform", "~augment._args_.0.degrees",

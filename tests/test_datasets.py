@@ -96,7 +96,7 @@ def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_r
     assert dataset_of(hparams) == FASHION
     # eval on the wrong data set is refused before the job; on its own it matches training's test.
     line = preflight_refusal("task=eval", f"ckpt_path={ckpt}", run_dir=tmp_path / "wrong", data_dir=mnist_root)
-    assert "was trained on fashion_mnist, data.dataset=mnist" in line and "data=fashion_mnist" in line
+    assert "was trained on fashion_mnist, data.dataset=mnist" in line and "(data=fashion_mnist)" in line
     scores = evaluate(compose_cfg(tmp_path / "eval", fashion_root, "task=eval", "data=fashion_mnist", f"ckpt_path={ckpt}"))
     trained = json.loads((fashion_run / "results.json").read_text())
     assert scores["test/acc"] == pytest.approx(trained["test_acc"], abs=1e-6)
@@ -110,3 +110,21 @@ def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_r
     with torch.no_grad():
         expected = net(normalise(images, FASHION)).softmax(1)
     assert torch.allclose(classify(net, images, 3, data=FASHION), expected, atol=1e-6)
+
+
+def test_a_resume_keeps_the_data_set_and_old_checkpoints_count_as_mnist(tmp_path):
+    """checkpoint_to_resume: a checkpoint of one data set does not resume on another; one written
+    before data sets had names (no ``dataset`` key) learnt MNIST."""
+    from mnist_budget.resume import checkpoint_to_resume
+
+    model, optim = {"name": "fast_cnn", "net": {"channels": [8]}}, {"lr": 0.2}
+    hparams = {"model": model, "optim": optim, "dataset": "fashion_mnist"}
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    path.parent.mkdir()
+    torch.save({"hyper_parameters": hparams, "state_dict": {}, "epoch": 0, "global_step": 3}, path)
+    assert checkpoint_to_resume("last", tmp_path, model, optim, "fashion_mnist")[0] == path
+    with pytest.raises(UserError, match=r"with data.dataset=mnist \(the checkpoint has fashion_mnist\)"):
+        checkpoint_to_resume("last", tmp_path, model, optim, "mnist")
+    del hparams["dataset"]
+    torch.save({"hyper_parameters": hparams, "state_dict": {}, "epoch": 0, "global_step": 3}, path)
+    assert checkpoint_to_resume("last", tmp_path, model, optim, "mnist")[0] == path

@@ -262,3 +262,12 @@ def test_test_time_augmentation_averages_the_shifted_images(trained):
         by_hand = torch.stack([net(normalise(images.roll(s, dims=(2, 3)))).softmax(1) for s in TTA_SHIFTS]).mean(0)
     assert torch.allclose(classify(net, images, 2, tta=True), by_hand, atol=1e-6)
     assert not torch.allclose(classify(net, images, 2), by_hand, atol=1e-4)
+
+
+def test_tta_shifts_move_ink_and_let_none_wrap_round():
+    from mnist_budget.tasks.predict import shifted
+
+    images = torch.zeros(1, 1, 28, 28)
+    images[0, 0, 27, 5] = 1.0  # on the bottom edge
+    assert shifted(images, 1, 0).sum() == 0  # moved down and out, not onto the top row
+    assert shifted(images, -1, 0)[0, 0, 26, 5] == 1.0 and shifted(images, 0, 1)[0, 0, 27, 6] == 1.0

@@ -70,6 +70,19 @@ def network_of(cfg: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def dataset_of(hparams: dict[str, Any]) -> DataSet:
-    """The data set a checkpoint's network learnt (its normalisation and class names); checkpoints
-    written before data sets were named learnt MNIST."""
+    """The data set a checkpoint's network learnt (its normalisation; export also writes its class
+    names); checkpoints written before data sets were named learnt MNIST."""
     return find_dataset(str(hparams.get("dataset", "mnist")))
+
+
+def check_dataset(cfg: Any, hparams: dict[str, Any]) -> None:
+    """A task that reads a data set's files with a checkpoint (eval, export's check) reads the one
+    the checkpoint learnt: another would be scored with the wrong classes and normalisation."""
+    from mnist_budget.mnist_files import dataset_name
+
+    trained_on, reading = dataset_of(hparams).name, dataset_name(cfg)
+    if trained_on != reading:
+        raise UserError(
+            f"ckpt_path={cfg.ckpt_path} was trained on {trained_on}, data.dataset={reading}: "
+            f"use it with its own data set (data={trained_on})"
+        )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import gzip
 import math
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from mnist_budget.errors import UserError
+from mnist_budget.errors import UserError, first_line
 
 # Mean and standard deviation of the official training images, scaled to [0, 1].
 MNIST_MEAN = 0.1307
@@ -53,6 +55,11 @@ def find_dataset(name: str) -> DataSet:
     return DATASETS[name]
 
 
+def dataset_name(cfg: Any) -> str:
+    """The data set a run config reads (``data.dataset``; configs from before it existed read MNIST)."""
+    return str(cfg.data.get("dataset", "mnist"))
+
+
 def raw_folder(data_dir: str | Path, name: str = "mnist") -> Path:
     """Where the data set's four idx files live: ``data_dir/<folder>/raw`` (torchvision's layout)."""
     return Path(data_dir).expanduser() / find_dataset(name).folder / "raw"
@@ -60,7 +67,8 @@ def raw_folder(data_dir: str | Path, name: str = "mnist") -> Path:
 
 def unpack_gzipped(raw: Path) -> None:
     """The files as they are distributed (``<name>.gz``, Debian's package ships them so) are
-    unpacked beside themselves once, so that copying the four .gz files is enough."""
+    unpacked beside themselves once, so that copying the four .gz files is enough. (The check
+    before a run does it, so that it checks the unpacked files: about 50 MB written once.)"""
     for name in IDX_FILES:
         packed = raw / f"{name}.gz"
         if not (raw / name).exists() and packed.is_file():
@@ -68,10 +76,13 @@ def unpack_gzipped(raw: Path) -> None:
             try:
                 with gzip.open(packed, "rb") as source, partial.open("wb") as target:
                     shutil.copyfileobj(source, target)
-            except (OSError, EOFError) as err:
+                partial.replace(raw / name)
+            except PermissionError as err:
                 partial.unlink(missing_ok=True)
-                raise UserError(f"{packed} cannot be unpacked ({err}): replace it with the original file") from err
-            partial.replace(raw / name)
+                raise UserError(f"{packed} cannot be unpacked beside itself ({err.strerror}): make {raw} writable, or unpack the .gz files there yourself") from err
+            except (OSError, EOFError, zlib.error) as err:
+                partial.unlink(missing_ok=True)
+                raise UserError(f"{packed} cannot be unpacked ({first_line(err)}): replace it with the original file") from err
 
 
 # (file name, dimensions after the count): what a well-formed idx file of each kind holds.

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
+from mnist_budget.mnist_files import dataset_name, find_dataset
 from mnist_budget.errors import UserError
 from mnist_budget.models import build_network
 
@@ -68,7 +68,7 @@ class Classifier(L.LightningModule):
         return cls(
             model=OmegaConf.to_container(cfg.model, resolve=True),
             optim=OmegaConf.to_container(cfg.optim, resolve=True),
-            dataset=str(cfg.data.get("dataset", "mnist")),
+            dataset=dataset_name(cfg),
         )
 
     @property
@@ -133,9 +133,10 @@ class Classifier(L.LightningModule):
         probabilities = logits.detach().float().softmax(dim=1)
         confidence, predicted = probabilities.max(dim=1)
         self.test_confusion.update(predicted, labels)
+        data = find_dataset(self.hparams.get("dataset", "mnist"))
         for i in (predicted != labels).nonzero().flatten().tolist():
             self.test_mistakes.append(
-                {"image": images[i, 0].float().cpu() * MNIST_STD + MNIST_MEAN, "label": int(labels[i]), "predicted": int(predicted[i]),
+                {"image": images[i, 0].float().cpu() * data.std + data.mean, "label": int(labels[i]), "predicted": int(predicted[i]),
                  "confidence": float(confidence[i])}
             )
 

@@ -64,20 +64,23 @@ def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
 
 
 def checkpoint_to_resume(
-    ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any]
+    ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist"
 ) -> tuple[Path | None, dict[str, Any]]:
     """The checkpoint a run resumes from (``last``, ``auto``: ``run_dir``'s) and its contents
     (``None, {}`` for ``auto`` in a folder without one).
 
     Refused in one line: a file that is missing or unsafe, or one written with other model or
-    optimiser settings (a resumed run must continue the same recipe to match an uninterrupted one).
+    optimiser settings or on another data set (a resumed run must continue the same recipe to
+    match an uninterrupted one).
     """
     path = resolve_checkpoint_path(ckpt_path, run_dir)
     if path is None:
         return None, {}
     checkpoint = load_checkpoint(path, model.get("name"))
-    for group, current in (("model", model), ("optim", optim)):
-        difference = first_difference(checkpoint.get("hyper_parameters", {}).get(group), current, group)
+    saved = checkpoint.get("hyper_parameters", {})
+    saved_dataset = saved.get("dataset", "mnist")  # checkpoints from before data sets had names learnt MNIST
+    for group, was, current in (("model", saved.get("model"), model), ("optim", saved.get("optim"), optim), ("data.dataset", saved_dataset, dataset)):
+        difference = first_difference(was, current, group)
         if difference:
             raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
     return path, checkpoint
@@ -99,7 +102,7 @@ def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -
     global step; ``(None, None)`` for a fresh run."""
     if not cfg.get("ckpt_path"):
         return None, None
-    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim)
+    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim, dataset_name(cfg))
     if path is None:
         return None, None
     log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])

@@ -45,7 +45,7 @@ def seen_png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_below: float = 0.0) -> list[dict[str, Any]]:
+def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_below: float) -> list[dict[str, Any]]:
     """One answer per file: digit, probability, whether that is unsure (``is_unsure``), top-3 and
     the image seen, or the problem."""
     answers: list[dict[str, Any]] = []
@@ -69,7 +69,7 @@ def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_belo
     return answers
 
 
-def create_app(classify: Classify, model: str, limits: Limits = Limits(), unsure_below: float = 0.0) -> FastAPI:
+def create_app(classify: Classify, model: str, limits: Limits, unsure_below: float) -> FastAPI:
     """The FastAPI application: ``/`` (the page), ``/health``, ``POST /predict``, ``/docs``."""
     app = FastAPI(title="mnist-budget", description=f"Reads handwritten digits with {model}.")
     page = files("mnist_budget").joinpath("static/draw.html").read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError, find_user_error, first_line
-from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, is_positive_int, raw_folder
+from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, dataset_name, is_positive_int, raw_folder
 from mnist_budget.models import build_network, check_budget
 
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
@@ -63,6 +63,8 @@ RULES = (
         lambda v: v == 0,
         "0: Lightning's overfitting swaps out the in-memory loader's sampler; use debug=overfit",
     ),
+    Rule("unsure_below", _number(lambda v: 0 <= v <= 1), "a probability in [0, 1]"),
+    Rule("tta", lambda v: isinstance(v, bool), "true or false"),
     Rule("callbacks.ema.decay", _number(lambda v: 0 < v < 1), "in (0, 1)"),
     Rule("callbacks.early_stopping.stopping_threshold", _number(lambda v: 0 < v <= 1), "in (0, 1]"),
 )
@@ -116,7 +118,7 @@ def check_augment(cfg: DictConfig) -> None:
 def check_data_files(cfg: DictConfig) -> None:
     """Damaged data files are refused now; missing ones too unless the run may download them
     (an unknown ``data.dataset`` too)."""
-    name = str(cfg.data.get("dataset", "mnist"))
+    name = dataset_name(cfg)
     check_mnist_files(raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name)
 
 

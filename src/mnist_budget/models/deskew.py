@@ -5,7 +5,7 @@ variation less to learn, and a slanted 4 or 9 from another writer looks more lik
 image is sheared horizontally about its centre of mass so that its ink's covariance of x and y
 becomes zero (the shear is ``mu11 / mu02`` of the ink's central moments).
 
-As a network's first layer (``Deskew``; ``model.net.deskew=true`` for fast_cnn), training,
+As a network's first layer (``Deskew``; ``+model.net.deskew=true`` for fast_cnn), training,
 evaluation, ``task=predict``, the server and an exported ONNX file all deskew the same way: no
 step of a pipeline can forget it. The layer has no parameters, so it changes no budget.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
 
 MAX_SHEAR = 1.0  # a shear beyond 45 degrees is a drawing, not a slant: limited to this
 
@@ -47,9 +45,10 @@ def deskew(ink: torch.Tensor) -> torch.Tensor:
 
 
 class Deskew(nn.Module):
-    """Deskews normalised images (``mnist_budget.mnist_files.normalise``) and returns them
-    normalised, so that a network can put it first (``FastCNN(deskew=True)``)."""
+    """Deskews images as the network receives them (normalised by any data set's constants) and
+    returns them so: the background, each image's lowest value, is taken out before the moments
+    and put back after, so no constants are needed (moments do not change with the ink's scale)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ink = x * MNIST_STD + MNIST_MEAN
-        return (deskew(ink) - MNIST_MEAN) / MNIST_STD
+        background = x.amin(dim=(1, 2, 3), keepdim=True)
+        return deskew(x - background) + background

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import dataset_of, network_of
-from mnist_budget.errors import UserError
+from mnist_budget.checkpoints import check_dataset, dataset_of, network_of
 from mnist_budget.validate import check_config, check_data_files
 
 log = logging.getLogger(__name__)
@@ -17,12 +16,7 @@ log = logging.getLogger(__name__)
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """A checkpoint whose network loads, of the data set the run reads, and that set's test files."""
     _, hparams = network_of(cfg)
-    trained_on, reading = dataset_of(hparams).name, str(cfg.data.get("dataset", "mnist"))
-    if trained_on != reading:
-        raise UserError(
-            f"ckpt_path={cfg.ckpt_path} was trained on {trained_on}, data.dataset={reading}: "
-            f"evaluate it on its own data set (data={trained_on})"
-        )
+    check_dataset(cfg, hparams)
     check_data_files(cfg)
 
 

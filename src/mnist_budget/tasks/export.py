@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import dataset_of, network_of
+from mnist_budget.checkpoints import check_dataset, dataset_of, network_of
 from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line
 from mnist_budget.mnist_files import DATASETS, DataSet, normalise
@@ -34,10 +34,12 @@ INPUT, OUTPUT = "image", "logits"
 
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """A checkpoint whose network loads, a known format, and the test set's files when verifying."""
-    network_of(cfg)
+    """A checkpoint whose network loads, a known format, and, when verifying, the test files of
+    the data set it learnt."""
+    _, hparams = network_of(cfg)
     check_format(str(cfg.format))
     if cfg.get("verify", True):
+        check_dataset(cfg, hparams)
         check_data_files(cfg)
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -91,16 +92,22 @@ def classify(
     """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU,
     normalised as ``data`` (the data set the network learnt: ``checkpoints.dataset_of``).
 
-    ``tta``: the mean probability over ``TTA_SHIFTS`` (5 forward passes instead of one); the
-    border of an MNIST-style image is empty, so a roll is a shift.
+    ``tta``: the mean probability over ``TTA_SHIFTS`` (5 forward passes instead of one).
     """
     shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     return torch.cat(
         [
-            torch.stack([net(normalise(batch.roll(shift, dims=(2, 3)), data)).softmax(dim=1) for shift in shifts]).mean(0)
+            torch.stack([net(normalise(shifted(batch, *shift), data)).softmax(dim=1) for shift in shifts]).mean(0)
             for batch in images.split(batch_size)
         ]
     )
+
+
+def shifted(images: torch.Tensor, down: int, right: int) -> torch.Tensor:
+    """[0, 1] images moved by up to one pixel down and right (negative: up, left), zeros coming in."""
+    padded = F.pad(images, (1, 1, 1, 1))
+    height, width = images.shape[-2:]
+    return padded[..., 1 - down : 1 - down + height, 1 - right : 1 - right + width]
 
 
 def is_unsure(probability: float, unsure_below: float) -> bool:

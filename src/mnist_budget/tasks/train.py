@@ -26,9 +26,10 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
         check_augment(cfg)
     if cfg.get("ckpt_path") and not multirun:
         from mnist_budget.resume import checkpoint_to_resume  # imports Lightning: only when resuming
+        from mnist_budget.mnist_files import dataset_name
 
         model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
-        checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim)
+        checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim, dataset_name(cfg))
     check_data_files(cfg)
 
 
