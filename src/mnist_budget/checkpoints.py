@@ -72,7 +72,11 @@ def network_of(cfg: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
 def dataset_of(hparams: dict[str, Any]) -> DataSet:
     """The data set a checkpoint's network learnt (its normalisation; export also writes its class
     names); checkpoints written before data sets were named learnt MNIST."""
-    return find_dataset(str(hparams.get("dataset", "mnist")))
+    name = str(hparams.get("dataset", "mnist"))
+    try:
+        return find_dataset(name)
+    except UserError as err:
+        raise UserError(f"the checkpoint learnt data set {name!r}, which this version does not know: use a checkpoint of this version's runs") from err
 
 
 def check_dataset(cfg: Any, hparams: dict[str, Any]) -> None:
