@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import SMOKE_HELP, data_dir, device_note, mnist_network
+
 from mnist_budget.data import load_mnist, to_float_images
 from mnist_budget.mnist_files import normalise
 from mnist_budget.tasks.export import export_onnx, export_pt2, onnx_runner, pt2_runner

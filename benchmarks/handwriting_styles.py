@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
 from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_config
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from predict_quality import encoded, on_paper
+
 from mnist_budget.data import load_mnist
 from mnist_budget.preprocess import load_image, mnist_style
 from mnist_budget.tasks.predict import classify, is_unsure
-from predict_quality import encoded, on_paper
 
 Stroke = list[tuple[float, float]]  # points in a unit box, x to the right, y down
 
@@ -286,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     columns = []
     confidence = []
     for checkpoint, name in zip(args.checkpoints, column_names(args.checkpoints), strict=True):
-        net, hparams = mnist_network(checkpoint)
+        net, _ = mnist_network(checkpoint)
         for tta in (False, True) if args.tta else (False,):
             column = name + (" +TTA" if tta else "")
             columns.append(column)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from PIL import Image, ImageFilter
 
-from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from mnist_budget.data import load_mnist
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, plain_resize
 from mnist_budget.tasks.predict import classify

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, malicious_checkpoint, preflight_refusal, snapshot, write_idx
-
-import numpy as np
 
 
 def refused_in(folder: Path, data_dir: Path, *args: str, fragments: tuple[str, ...]) -> str:

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_RUN, compose_cfg, preflight_refusal, synthetic_digits, write_idx
+from conftest import (
+    SHORT_RUN,
+    compose_cfg,
+    preflight_refusal,
+    synthetic_digits,
+    write_idx,
+)
 
 from mnist_budget.checkpoints import dataset_of, load_network
 from mnist_budget.data import MNISTDataModule, load_mnist

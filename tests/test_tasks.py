@@ -18,7 +18,12 @@ from mnist_budget.checkpoints import load_network
 from mnist_budget.data import load_mnist, to_float_images
 from mnist_budget.errors import UserError
 from mnist_budget.mnist_files import normalise
-from mnist_budget.preprocess import ImageProblem, centre_by_mass, load_image, mnist_style
+from mnist_budget.preprocess import (
+    ImageProblem,
+    centre_by_mass,
+    load_image,
+    mnist_style,
+)
 from mnist_budget.tasks.eval import evaluate
 from mnist_budget.tasks.export import export
 from mnist_budget.tasks.predict import TTA_SHIFTS, classify, predict

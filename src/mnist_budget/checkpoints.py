@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.models import build_network
 from mnist_budget.mnist_files import DataSet, find_dataset
+from mnist_budget.models import build_network
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:

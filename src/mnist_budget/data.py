@@ -19,9 +19,9 @@ from typing import Any
 
 import lightning as L
 import torch
+import torchvision.datasets
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
-import torchvision.datasets
 
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.mnist_files import (

@@ -18,8 +18,8 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from mnist_budget.mnist_files import dataset_name, find_dataset
 from mnist_budget.errors import UserError
+from mnist_budget.mnist_files import dataset_name, find_dataset
 from mnist_budget.models import build_network
 
 NUM_CLASSES = 10

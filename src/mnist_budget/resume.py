@@ -35,6 +35,7 @@ from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import load_checkpoint
 from mnist_budget.errors import Interrupted, UserError
+from mnist_budget.mnist_files import dataset_name
 
 log = logging.getLogger(__name__)
 

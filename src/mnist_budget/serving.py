@@ -27,6 +27,7 @@ from starlette.formparsers import MultiPartException
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style
 from mnist_budget.tasks.predict import is_unsure
 
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may hold (conf/task/serve.yaml sets them)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +24,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError, find_user_error, first_line
-from mnist_budget.mnist_files import check_data_arguments, check_mnist_files, dataset_name, is_positive_int, raw_folder
+from mnist_budget.mnist_files import (
+    check_data_arguments,
+    check_mnist_files,
+    dataset_name,
+    is_positive_int,
+    raw_folder,
+)
 from mnist_budget.models import build_network, check_budget
 
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values

@@ -101,7 +101,10 @@ def verify(
 ) -> dict[str, Any]:
     """Both on the official 10k test images of ``data``: the largest logit difference, argmax
     agreement, accuracy."""
-    from mnist_budget.data import load_mnist, to_float_images  # imports Lightning: not at the top (see check)
+    from mnist_budget.data import (  # imports Lightning: not at the top (see check)
+        load_mnist,
+        to_float_images,
+    )
 
     images, labels = load_mnist(data_dir, train=False, name=data.name)
     inputs = normalise(to_float_images(images), data)

@@ -10,7 +10,12 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_budget.validate import check_augment, check_config, check_data_files, check_model
+from mnist_budget.validate import (
+    check_augment,
+    check_config,
+    check_data_files,
+    check_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +30,10 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     if cfg.get("augment"):
         check_augment(cfg)
     if cfg.get("ckpt_path") and not multirun:
-        from mnist_budget.resume import checkpoint_to_resume  # imports Lightning: only when resuming
         from mnist_budget.mnist_files import dataset_name
+        from mnist_budget.resume import (
+            checkpoint_to_resume,  # imports Lightning: only when resuming
+        )
 
         model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
         checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim, dataset_name(cfg))
@@ -95,7 +102,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from mnist_budget.module import Classifier
     from mnist_budget.plots import plot_history, write_test_figures
     from mnist_budget.results import final_val_acc, test_set_scores, write_results
-    from mnist_budget.resume import Interruption, RandomState, interruption_message, resume_from
+    from mnist_budget.resume import (
+        Interruption,
+        RandomState,
+        interruption_message,
+        resume_from,
+    )
 
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
