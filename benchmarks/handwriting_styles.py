@@ -223,6 +223,11 @@ def samples(per_style: int, seed: int = 0) -> Iterator[Sample]:
             n += 1
 
 
+def table_rows(sample: Sample) -> tuple[str, ...]:
+    """The rows of the tables an image counts in: its digit, its kind, its style, and all."""
+    return (f"digit {sample.digit}", sample.kind, f"{sample.kind}: {sample.style}", "all")
+
+
 def accuracy_table(hits: dict[str, dict], columns: list[str], counts: dict) -> str:
     header = "| | images | " + " | ".join(columns) + " |\n| --- | ---: | " + " | ".join("---:" for _ in columns) + " |"
     lines = [header]
@@ -295,12 +300,12 @@ def main(argv: list[str] | None = None) -> None:
             confidence.append(confidence_line(column, right, flagged))
             table: dict[str, list[bool]] = defaultdict(list)
             for sample, ok in zip(rows, right, strict=True):
-                for key in (f"digit {sample.digit}", f"{sample.kind}", f"{sample.kind}: {sample.style}", "all"):
+                for key in table_rows(sample):
                     table[key].append(ok)
             hits[column] = table
     counts: dict[str, int] = defaultdict(int)
     for sample in rows:
-        for key in (f"digit {sample.digit}", f"{sample.kind}", f"{sample.kind}: {sample.style}", "all"):
+        for key in table_rows(sample):
             counts[key] += 1
     order = [f"digit {d}" for d in range(10)] + ["strokes", "fonts", "degraded MNIST", "all"]
     if column_names(args.checkpoints)[0].startswith("1: "):  # numbered: say which file each is
