@@ -172,6 +172,53 @@ def load_on_device(datamodule) -> None:
         split.tensors = tuple(tensor.to(default_device()) for tensor in split.tensors)
 
 
+def training_flops_per_image(cfg: DictConfig, batch: int = 64) -> float:
+    """FLOPs (2 per multiply-add) of one training step per image: the network's forward and
+    backward pass as torch's FlopCounterMode counts them (convolutions and matrix products;
+    BatchNorm, ReLU, pooling and the optimiser are not counted, though they take time)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mnist_budget.models import build_network
+
+    net = build_network(cfg.model.net, cfg.model.name).train()
+    images = torch.randn(batch, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        net(images).sum().backward()
+    return counter.get_total_flops() / batch
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 1.0) -> float:
+    """GFLOP/s of a large square matrix product on the benchmark's device, in ``dtype``: the most
+    these cores (or this GPU) do in practice, the yardstick for a training run's GFLOP/s."""
+    device = default_device()
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up: oneDNN / cuBLAS pick their kernels
+    runs, start = 0, time.perf_counter()
+    while runs < 3 or time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
+
+
+def compute_note(cfg: DictConfig, images_per_second: float, smoke: bool = False) -> str:
+    """One line: the GFLOP/s a run achieved (network FLOPs per trained image x images/s) beside the
+    measured matrix-product peak of the same device in fp32, and in bf16 where the run uses it."""
+    flops = training_flops_per_image(cfg)
+    achieved = flops * images_per_second / 1e9
+    seconds = 0.05 if smoke else 1.0
+    peaks = {"fp32": matmul_peak_gflops(torch.float32, seconds=seconds)}
+    if run_settings(cfg).precision.startswith("bf16"):
+        peaks["bf16"] = matmul_peak_gflops(torch.bfloat16, seconds=seconds)
+    shares = ", ".join(f"{name} {peak:.0f} GFLOP/s ({100 * achieved / peak:.1f} %)" for name, peak in peaks.items())
+    return (
+        f"compute: {flops / 1e6:.2f} MFLOP per trained image x {images_per_second:.0f} images/s = "
+        f"{achieved:.1f} GFLOP/s; a 2048x2048 matrix product here: {shares}"
+    )
+
+
 def device_note(cfg: DictConfig | None = None) -> str:
     """The hardware line every benchmark prints, with the precision and layout the config resolves to."""
     device = default_device().type

@@ -21,11 +21,13 @@ from common import (
     STEPS,
     WARMUP,
     argument_parser,
+    compute_note,
     device_note,
     load_on_device,
     median,
     plain_loop_rate,
     project_config,
+    training_flops_per_image,
 )
 from mnist_budget.builders import build_datamodule
 from mnist_budget.module import Classifier
@@ -90,8 +92,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
     print(f"\n{device_note(cfg)}; {steps} timed steps, median of {rounds} rounds")
     base = median(rates[next(iter(levers))])
+    gflop_per_image = training_flops_per_image(cfg) / 1e9
     for name, values in rates.items():
-        print(f"{name:45s} {median(values):8.0f} images/s  ({median(values) / base:.2f}x)")
+        rate = median(values)
+        print(f"{name:45s} {rate:8.0f} images/s  ({rate / base:.2f}x)  {rate * gflop_per_image:6.1f} GFLOP/s")
+    print(compute_note(cfg, max(median(values) for values in rates.values()), smoke=args.smoke) + " (fastest row)")
 
 
 if __name__ == "__main__":

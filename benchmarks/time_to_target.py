@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from common import argument_parser, device_note, project_config
+from common import argument_parser, compute_note, device_note, project_config
 from mnist_budget.builders import build_datamodule, build_trainer
 from mnist_budget.module import Classifier
 
@@ -49,7 +49,8 @@ class TestEveryEpoch(Callback):
         self.created = time.perf_counter()
         self.start: float | None = None  # the first training batch
         self.eval_seconds = 0.0
-        self.rows: list[tuple[int, float, float]] = []
+        self.images = 0  # training images so far
+        self.rows: list[tuple[int, float, float, int]] = []  # epoch, seconds, test accuracy, images trained
 
     @property
     def fixed_seconds(self) -> float:
@@ -58,6 +59,7 @@ class TestEveryEpoch(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.start is None:
             self.start = synchronized_clock()
+        self.images += len(batch[1])
 
     @torch.inference_mode()
     def test_accuracy(self, net: torch.nn.Module) -> float:
@@ -75,7 +77,7 @@ class TestEveryEpoch(Callback):
         accuracy = self.test_accuracy(pl_module.net)
         pl_module.net.train()
         self.eval_seconds += time.perf_counter() - paused
-        self.rows.append((trainer.current_epoch + 1, elapsed, accuracy))
+        self.rows.append((trainer.current_epoch + 1, elapsed, accuracy, self.images))
         print(f"epoch {trainer.current_epoch + 1}: test {100 * accuracy:.2f} % at {elapsed:.1f} s", flush=True)
         if accuracy >= TARGET:
             trainer.should_stop = True
@@ -115,20 +117,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)
     seeds = args.seeds
     overrides = [*(SMOKE_OVERRIDES if args.smoke else ()), *args.overrides]
-    reached_seconds, lines, cfg = [], [], None
+    reached_seconds, lines, cfg, rates = [], [], None, []
     for seed in seeds:
         probe, cfg = time_to_target(seed, overrides)
         reached = [row for row in probe.rows if row[2] >= TARGET]
         label = f"seed {cfg.seed}"
         if reached:
-            epoch, seconds, accuracy = reached[0]
+            epoch, seconds, accuracy, images = reached[0]
             reached_seconds.append(seconds)
             lines.append(f"{label}: reached {100 * accuracy:.2f} % after {epoch} epochs, {seconds:.1f} s of training")
         else:
-            epoch, seconds, accuracy = probe.rows[-1]
+            epoch, seconds, accuracy, images = probe.rows[-1]
             lines.append(f"{label}: did NOT reach {100 * TARGET:.1f} %: {100 * accuracy:.2f} % after {epoch} epochs, {seconds:.1f} s")
         lines[-1] += f" (one-time costs before the first batch: {probe.fixed_seconds:.1f} s)"
+        rates.append(images / max(seconds, 1e-9))
     print(f"\n{device_note(cfg)}")
+    print(compute_note(cfg, statistics.median(rates), smoke=args.smoke))
     print("\n".join(lines))
     if len(seeds) > 1:
         median = f"median {statistics.median(reached_seconds):.1f} s" if reached_seconds else "no median"

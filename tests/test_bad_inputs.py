@@ -129,7 +129,7 @@ def test_checkpoint_with_other_optimiser_settings(earlier_run, mnist_root, tmp_p
     checkpoint["hyper_parameters"]["optim"]["lr"] = 0.05
     path = tmp_path / "lr005.ckpt"
     torch.save(checkpoint, path)
-    refused_in(earlier_run, mnist_root, f"ckpt_path={path}", fragments=("optim.lr=0.2 (the checkpoint has 0.05)",))
+    refused_in(earlier_run, mnist_root, f"ckpt_path={path}", fragments=(f"optim.lr={cfg.optim.lr} (the checkpoint has 0.05)",))
 
 
 def test_resume_last_where_there_is_none(earlier_run, mnist_root):

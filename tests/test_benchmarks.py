@@ -65,6 +65,13 @@ def settings_line(out: str) -> None:
     assert re.search(r"^model fast_cnn; precision \S+; layout (contiguous|channels_last)", out, re.M), out
 
 
+def compute_line(out: str) -> None:
+    """The achieved GFLOP/s beside the measured matrix-product peak (benchmarks/common.compute_note)."""
+    line = (r"^compute: \d+\.\d\d MFLOP per trained image x \d+ images/s = \d+\.\d GFLOP/s; "
+            r"a 2048x2048 matrix product here: fp32 \d+ GFLOP/s \(\d+\.\d %\)(, bf16 \d+ GFLOP/s \(\d+\.\d %\))?")
+    assert re.search(line, out, re.M), out
+
+
 def test_inference(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     load_benchmark("inference").main(["--smoke", f"paths.output_dir={bench_env}"])
     out = capsys.readouterr().out
@@ -80,7 +87,7 @@ def test_lightning_overhead(bench_env: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     hardware_lines(out)
     assert re.search(r"^round 1: plain +\d+ img/s \| lightning +\d+ img/s$", out, re.M), out
-    assert "; batch 128, 1 timed steps per round, 1 rounds" in out, out
+    assert "; batch 256, 1 timed steps per round, 1 rounds" in out, out
     assert re.search(rf"^plain PyTorch loop: +{RATE} \(median\)$", out, re.M), out
     assert re.search(rf"^project Lightning: +{RATE} \(median\)$", out, re.M), out
     overhead = r"^Lightning overhead: [+-]\d+\.\d % time per image \(plain/lightning = \d+\.\d{3}\)$"
@@ -92,12 +99,13 @@ def test_levers(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     hardware_lines(out)
     assert "1 timed steps, median of 1 rounds" in out, out
-    rows = re.findall(rf"^(.+?) +{RATE}  \((\d+\.\d\d)x\)$", out, re.M)
+    rows = re.findall(rf"^(.+?) +{RATE}  \((\d+\.\d\d)x\) +\d+\.\d GFLOP/s$", out, re.M)
     names = [name.strip() for name, _ in rows]
-    assert names[0].startswith("baseline (batch 128, fp32, NCHW") and rows[0][1] == "1.00", out
+    assert names[0].startswith("baseline (batch 256, fp32, NCHW") and rows[0][1] == "1.00", out
+    compute_line(out)
     assert names[1:] == [
-        "batch 64",
-        "batch 256",
+        "batch 128",
+        "batch 512",
         "channels_last",
         "bf16 autocast",
         "channels_last + bf16 autocast",
@@ -127,6 +135,7 @@ def test_time_to_target(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> 
         out,
         re.M,
     ), out
+    compute_line(out)
 
 
 @pytest.mark.slow  # seconds of ONNX export; tests/test_tasks.py exports in the quick suite

@@ -51,9 +51,10 @@ def test_mps_gets_fp32(capabilities):
     assert resolve_precision("auto", "mps") == "32-true"
 
 
-def test_layout_auto_is_channels_last_on_cuda_only():
+def test_layout_auto_is_channels_last_on_cpu_and_cuda():
     assert resolve_layout("auto", "cuda") == "channels_last"
-    assert resolve_layout("auto", "cpu") == "contiguous"
+    assert resolve_layout("auto", "cpu") == "channels_last"
+    assert resolve_layout("auto", "mps") == "contiguous"
     assert resolve_layout("channels_last", "cpu") == "channels_last"
     with pytest.raises(UserError, match="nhwc"):
         resolve_layout("nhwc", "cpu")

@@ -65,3 +65,30 @@ def test_separable_fast_cnn_makes_its_4x4_convolutions_depthwise():
         9 * 20 * 20 - 9 * 20 - 20 * 20 - 2 * 20
     )
     assert separable(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_pool_first_normalises_the_pooled_maps_with_the_same_parameters():
+    """pool_first moves each max-pool ahead of its BatchNorm and ReLU (blocks.conv_pool_bn_relu):
+    the per-element layers then see 13x13 and 4x4 maps instead of 26x26 and 9x9."""
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    def norm_sizes(net: nn.Module) -> list[tuple[int, int]]:
+        sizes = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(inp[0].shape[-2:])))
+                 for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        net.eval()(torch.zeros(1, 1, 28, 28))
+        for hook in hooks:
+            hook.remove()
+        return sizes
+
+    assert norm_sizes(FastCNN()) == [(26, 26), (11, 11), (9, 9), (4, 4), (4, 4)]
+    assert norm_sizes(FastCNN(pool_first=True)) == [(13, 13), (11, 11), (4, 4), (4, 4), (4, 4)]
+    assert count_parameters(FastCNN(pool_first=True)) == count_parameters(FastCNN())
+    # With BatchNorm's scale positive (as initialised) and its statistics frozen, the two orders agree.
+    torch.manual_seed(0)
+    before, after = FastCNN(), FastCNN(pool_first=True)
+    with torch.no_grad():  # same tensors in the same order; only the Sequential indices differ
+        for source, target in zip(before.state_dict().values(), after.state_dict().values(), strict=True):
+            target.copy_(source)
+    images = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(before.eval()(images), after.eval()(images), atol=1e-5)

@@ -115,7 +115,7 @@ def _conv_weights(module):
 
 @pytest.mark.parametrize(
     ("layout", "device", "expect_channels_last"),
-    [("channels_last", "cpu", True), ("contiguous", "cpu", False), ("auto", "cpu", False), ("auto", "cuda", True)],
+    [("channels_last", "cpu", True), ("contiguous", "cpu", False), ("auto", "cpu", True), ("auto", "cuda", True)],
 )
 def test_memory_format_callback_applies_the_resolved_layout(make_cfg, layout, device, expect_channels_last):
     from types import SimpleNamespace

@@ -27,6 +27,20 @@ def conv_bn_relu(
     )
 
 
+def conv_pool_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution -> 2x2 max-pool -> BatchNorm -> ReLU: ``conv_bn_relu`` then a pool, with the
+    pool moved forward, so BatchNorm and ReLU (and their backward passes) touch a quarter of the
+    elements. Where BatchNorm's scale is positive the two orders give the same maximum; only the
+    statistics BatchNorm normalises by differ (the pooled map's).
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
 def separable_conv_bn_relu(in_channels: int, out_channels: int, *, padding: int = 1) -> nn.Sequential:
     """Depthwise 3x3 conv -> BN -> ReLU -> pointwise 1x1 conv -> BN -> ReLU (MobileNet's unit).
 
