@@ -79,6 +79,13 @@ def test_first_difference_names_the_key():
         "optim.scheduler.pct_start=0.3 (the checkpoint has 0.2)"
     )
     assert first_difference(saved, dict(saved), "optim") is None
+    # A checkpoint from before a key existed (say model.net.pool_first): the fix is to remove the key.
+    old = {"net": {"channels": [8, 16]}}
+    new = {"net": {"channels": [8, 16], "pool_first": True}}
+    assert first_difference(old, new, "model") == (
+        "model.net.pool_first=True (the checkpoint has no such key: add ~model.net.pool_first)"
+    )
+    assert first_difference(old, {"net": {"channels": [8, 16]}}, "model") is None
 
 
 def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_loadable(tmp_path, monkeypatch):

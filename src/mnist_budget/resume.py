@@ -91,6 +91,8 @@ def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
     """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
     if isinstance(saved, dict) and isinstance(current, dict):
         for key in sorted(set(saved) | set(current), key=str):
+            if key not in saved:  # a key added to the config since the checkpoint was written
+                return f"{prefix}.{key}={current[key]} (the checkpoint has no such key: add ~{prefix}.{key})"
             found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
             if found:
                 return found

@@ -14,6 +14,9 @@ from mnist_budget.models.deskew import Deskew
 class FastCNN(nn.Module):
     """28 -conv-> 26 -pool-> 13 -conv-> 11 -conv-> 9 -pool-> 4 -conv(pad 1)-> 4 -1x1 conv-> GAP -> Linear.
 
+    With ``pool_first`` (the default config's choice) each pool sits between its convolution and
+    the convolution's BatchNorm + ReLU, which then work on the pooled map.
+
     Why this shape: on a CPU a small network's step time goes mostly to per-element work
     (BatchNorm, ReLU, pooling) on the large early feature maps, not to the convolutions'
     multiply-adds: doubling the first convolution's 8 channels doubled the epoch time. Pooling
