@@ -203,10 +203,11 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, sec
     return 2 * size**3 * runs / (time.perf_counter() - start) / 1e9
 
 
-def compute_note(cfg: DictConfig, images_per_second: float, smoke: bool = False) -> str:
+def compute_note(cfg: DictConfig, images_per_second: float, smoke: bool = False, flops: float | None = None) -> str:
     """One line: the GFLOP/s a run achieved (network FLOPs per trained image x images/s) beside the
-    measured matrix-product peak of the same device in fp32, and in bf16 where the run uses it."""
-    flops = training_flops_per_image(cfg)
+    measured matrix-product peak of the same device in fp32, and in bf16 where the run uses it.
+    ``flops``: ``training_flops_per_image(cfg)`` where the caller has it already."""
+    flops = training_flops_per_image(cfg) if flops is None else flops
     achieved = flops * images_per_second / 1e9
     seconds = 0.05 if smoke else 1.0
     peaks = {"fp32": matmul_peak_gflops(torch.float32, seconds=seconds)}

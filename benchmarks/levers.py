@@ -92,11 +92,12 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
     print(f"\n{device_note(cfg)}; {steps} timed steps, median of {rounds} rounds")
     base = median(rates[next(iter(levers))])
-    gflop_per_image = training_flops_per_image(cfg) / 1e9
+    flops = training_flops_per_image(cfg)
     for name, values in rates.items():
         rate = median(values)
-        print(f"{name:45s} {rate:8.0f} images/s  ({rate / base:.2f}x)  {rate * gflop_per_image:6.1f} GFLOP/s")
-    print(compute_note(cfg, max(median(values) for values in rates.values()), smoke=args.smoke) + " (fastest row)")
+        print(f"{name:45s} {rate:8.0f} images/s  ({rate / base:.2f}x)  {rate * flops / 1e9:6.1f} GFLOP/s")
+    fastest = max(median(values) for values in rates.values())
+    print(compute_note(cfg, fastest, smoke=args.smoke, flops=flops) + " (fastest row)")
 
 
 if __name__ == "__main__":
