@@ -57,9 +57,9 @@ def multipart(png: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def start_server(checkpoint: str, backend: str, port: int, threads: int) -> subprocess.Popen:
+def start_server(checkpoint: str, backend: str, port: int, threads: int, workers: int) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={checkpoint}", f"backend={backend}",
-               f"port={port}", f"threads={threads}", f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}"]  # fmt: skip
+               f"port={port}", f"threads={threads}", f"workers={workers}", f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}"]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -75,10 +75,15 @@ def start_server(checkpoint: str, backend: str, port: int, threads: int) -> subp
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (uvicorn's workers), in MB."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mb(int(child))
+    return total
 
 
 def load(port: int, clients: int, requests: int, seconds: float) -> dict[str, float]:
@@ -125,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=1250, help="per client")
     parser.add_argument("--seconds", type=float, default=120.0, help="stop sending after this long")
     parser.add_argument("--backends", default="onnx,torch")
-    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads in the server")
+    parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads per server process")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (task=serve workers=N)")
     parser.add_argument("--smoke", action="store_true", help="2 clients x 5 requests")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"hardware: {hardware_line(describe('cpu'))}")
     for backend in args.backends.split(","):
         port = free_port()
-        server = start_server(args.checkpoint, backend, port, args.threads)
+        server = start_server(args.checkpoint, backend, port, args.threads, args.workers)
         try:
             load(port, 2, 10, 30)  # warm-up
             before = rss_mb(server.pid)
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        print(f"{backend:5s}: one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
+        print(f"{backend:5s} ({args.workers} worker(s) x {args.threads} thread(s)): one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
               f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, {figures['errors']} errors of "
               f"{figures['requests']}, server memory {growth:+.1f} MB")  # fmt: skip
 

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 from PIL import Image
 from test_tasks import as_photo, mnist_seven
@@ -130,3 +131,17 @@ def test_the_page_and_the_openapi_description_are_served(server):
     assert status == 200 and "<canvas" in page and "http" not in page.split("<script>")[1]  # no CDN: all inline
     status, schema = call(server, "GET", "/openapi.json")
     assert status == 200 and "/predict" in schema["paths"]
+
+
+def test_workers_share_the_port_and_answer_as_one_process(server, trained_run, tmp_path):
+    seven = form(("file", "seven.png", png(Image.fromarray(mnist_seven()))))
+    alone = call(server, "POST", "/predict", *seven)[1]["files"][0]
+    with server_process(trained_run / "checkpoints" / "last.ckpt", tmp_path, "workers=2", "max_files=4") as port:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: call(port, "POST", "/predict", *seven), range(20)))
+        assert {status for status, _ in answers} == {200}
+        assert all(answer["files"][0] == alone for _, answer in answers)  # same digit, probabilities, image seen
+        too_many = form(*(("file", f"{i}.png", b"x") for i in range(5)))
+        assert call(port, "POST", "/predict", *too_many)[0] == 413  # the workers have the limits
+        settings = json.loads((tmp_path / "serve_settings.json").read_text())  # what each worker read
+        assert settings["max_files"] == 4 and settings["threads"] == max(1, torch.get_num_threads() // 2)

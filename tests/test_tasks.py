@@ -276,3 +276,16 @@ def test_tta_shifts_move_ink_and_let_none_wrap_round():
     images[0, 0, 27, 5] = 1.0  # on the bottom edge
     assert shifted(images, 1, 0).sum() == 0  # moved down and out, not onto the top row
     assert shifted(images, -1, 0)[0, 0, 26, 5] == 1.0 and shifted(images, 0, 1)[0, 0, 27, 6] == 1.0
+
+
+# Serve (the server itself: tests/test_serve.py) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [("backend=tensorrt", "backend=tensorrt is unknown"), ("port=70000", "port=70000 is invalid"),
+     ("workers=0", "workers=0 is invalid: it must be an integer of at least 1")],  # fmt: skip
+)
+def test_serve_refuses_bad_settings_before_starting(trained, mnist_root, tmp_path, override, fragment):
+    line = preflight_refusal("task=serve", f"ckpt_path={trained}", override, run_dir=tmp_path / "serve", data_dir=mnist_root)
+    assert fragment in line and not (tmp_path / "serve").exists()
