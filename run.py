@@ -68,7 +68,10 @@ def main(cfg: DictConfig) -> float:
     from mnist_budget.sweep import in_multirun, record_failure, set_threads, update_summary
     from mnist_budget.tasks import task_function
 
+    from mnist_budget.hardware import flush_denormals
+
     run_task = task_function(cfg)
+    flush_denormals(bool(cfg.get("flush_denormal", True)))  # before the threads start
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)

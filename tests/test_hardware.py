@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mnist_budget import hardware
 from mnist_budget.errors import UserError
@@ -82,3 +83,16 @@ def test_hardware_line_names_cpu_isa_bf16_and_threads():
 def test_onednn_answer_is_a_bool():
     # The real query (not stubbed): whatever this CPU is, it answers True or False without raising.
     assert isinstance(hardware.cpu_has_native_bf16(), bool)
+
+
+def test_flush_denormals_computes_denormal_floats_as_zero():
+    from mnist_budget.hardware import flush_denormals
+
+    tiny = torch.full((8,), 1e-40)  # a denormal float32
+    try:
+        flush_denormals(True)
+        assert bool((tiny * 1.0 == 0).all())
+        flush_denormals(False)
+        assert bool((tiny * 1.0 > 0).all())
+    finally:
+        flush_denormals(False)  # the test process's default
