@@ -174,3 +174,11 @@ def test_the_progress_bar_shows_on_a_terminal_only(make_cfg, show, bars):
 
     trainer = build_trainer(make_cfg(f"callbacks.progress_bar.show={show}"))  # pytest's stderr is no terminal
     assert sum(isinstance(cb, ProgressBar) for cb in trainer.callbacks) == bars
+
+
+def test_an_epoch_without_validation_records_no_validation_figures(make_cfg, tmp_path):
+    # trainer.check_val_every_n_epoch=2: the epoch-1 row must not carry figures it did not measure
+    train(make_cfg(*SHORT, "trainer.max_epochs=2", "trainer.check_val_every_n_epoch=2"))
+    first, second = json.loads((tmp_path / "results.json").read_text())["history"]
+    assert "val/acc" not in first and "val/loss" not in first and "train/loss" in first
+    assert 0 <= second["val/acc"] <= 1 and second["val/loss"] > 0

@@ -66,8 +66,8 @@ class MemoryFormat(Callback):
     """Stores the network's 4-D weights (and so its activations) in the layout chosen for the device.
 
     ``layout``: ``channels_last`` (NHWC), ``contiguous`` (NCHW) or ``auto``, which
-    ``mnist_budget.hardware.resolve_layout`` turns into channels_last on a CUDA GPU and contiguous
-    on a CPU (see the README's Performance section for the measurements behind the rule).
+    ``mnist_budget.hardware.resolve_layout`` turns into channels_last on a CPU or a CUDA GPU and
+    contiguous elsewhere (docs/performance.md has the measurements behind the rule).
     """
 
     def __init__(self, layout: str = "auto") -> None:
@@ -88,6 +88,11 @@ class EpochHistory(Callback):
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self._epoch_start = 0.0
+        self._validated_epoch = -1  # the last epoch whose validation ran (trainer.check_val_every_n_epoch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()  # a resumed run starts timing mid-epoch
@@ -96,22 +101,24 @@ class EpochHistory(Callback):
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning runs the epoch's validation before this hook, so val/* are this epoch's.
+        # Lightning runs the epoch's validation before this hook, so val/* are this epoch's; in an
+        # epoch without validation they would be an earlier epoch's, and are left out.
         metrics = trainer.callback_metrics
+        validated = self._validated_epoch == trainer.current_epoch
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
-        row.update({key: float(metrics[key]) for key in self.METRICS if key in metrics})
+        row.update({key: float(metrics[key]) for key in self.METRICS if key in metrics and (validated or not key.startswith("val/"))})
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         row["seconds"] = time.perf_counter() - self._epoch_start
         self.history.append(row)
         if len(self.history) == 1:
             log.info("epoch | train loss  acc    | val loss  acc    | lr       | seconds")
+        val = f"{row['val/loss']:8.4f} {100 * row['val/acc']:6.2f}%" if "val/acc" in row else f"{'-':>8s} {'-':>7s}"
         log.info(
-            "%5d | %10.4f %6.2f%% | %8.4f %6.2f%% | %.2e | %6.1f",
+            "%5d | %10.4f %6.2f%% | %s | %.2e | %6.1f",
             row["epoch"],
             row.get("train/loss", float("nan")),
             100 * row.get("train/acc", float("nan")),
-            row.get("val/loss", float("nan")),
-            100 * row.get("val/acc", float("nan")),
+            val,
             row["lr"] or float("nan"),
             row["seconds"],
         )
