@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from mnist_budget.hardware import describe, hardware_line, run_settings
+from mnist_budget.hardware import describe, flush_denormals, hardware_line, run_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,12 +41,14 @@ def data_dir() -> str:
 
 def project_config(*overrides: str) -> DictConfig:
     """The config ``run.py`` would compose, plus ``overrides`` (the benchmark's own, then the command
-    line's: later ones win)."""
+    line's: later ones win). Like run.py, it applies ``flush_denormal`` before anything trains."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(
+        cfg = compose(
             config_name="config",
             overrides=[f"paths.data_dir={data_dir()}", "paths.output_dir=/tmp/mnist-budget-bench", *overrides],
         )
+    flush_denormals(bool(cfg.flush_denormal))
+    return cfg
 
 
 SMOKE_HELP = "a smoke run: the smallest measurement that still runs every step (seconds, figures meaningless)"
