@@ -183,7 +183,8 @@ def test_handwriting_styles(checkpoint: Path, bench_env: Path, capsys: pytest.Ca
 
 @pytest.mark.slow  # starts a server process (torch import) per backend
 def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    load_benchmark("serve_load").main([str(checkpoint), "--smoke", "--backends", "torch"])
+    load_benchmark("serve_load").main([str(checkpoint), "--smoke", "--backends", "torch", "--workers", "2"])
     out = capsys.readouterr().out
     hardware_lines(out)
-    assert re.search(r"torch: one client p50 [\d.]+ ms; 2 clients: \d+ requests/s, p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10", out), out
+    assert re.search(r"torch \(2 worker\(s\) x 1 thread\(s\)\): one client p50 [\d.]+ ms; 2 clients: \d+ requests/s, "
+                     r"p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10, server memory [+-][\d.]+ MB", out), out  # fmt: skip
