@@ -65,10 +65,9 @@ def main(cfg: DictConfig) -> float:
     the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary.
     """
     # Imported here: Lightning takes seconds to load, and a refused command should not wait for it.
+    from mnist_budget.hardware import flush_denormals
     from mnist_budget.sweep import in_multirun, record_failure, set_threads, update_summary
     from mnist_budget.tasks import task_function
-
-    from mnist_budget.hardware import flush_denormals
 
     run_task = task_function(cfg)
     flush_denormals(bool(cfg.get("flush_denormal", True)))  # before the threads start

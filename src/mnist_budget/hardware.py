@@ -48,8 +48,8 @@ def flush_denormals(on: bool) -> None:
     conf/config.yaml), or not.
 
     A denormal operand costs x86 cores tens of times a normal one, and gradients that shrink
-    towards the end of a run go denormal: ``reference_004`` (Adam, batch 32) stepped 2.6x slower
-    at epoch 19 than with flushing (docs/performance.md). Flushing changes results only where a
+    towards the end of a run go denormal: ``reference_004``'s (Adam, batch 32) backward pass took
+    2.6x as long at epoch 19 without flushing, a whole epoch 4x (docs/performance.md). Flushing changes results only where a
     value is below 1.2e-38. run.py sets it at the start of each process, before training starts its
     threads (set later in a process that had already trained, it did not speed up the backward
     pass here).
