@@ -70,7 +70,7 @@ def main(cfg: DictConfig) -> float:
     from mnist_budget.tasks import task_function
 
     run_task = task_function(cfg)
-    flush_denormals(bool(cfg.get("flush_denormal", True)))  # before the threads start
+    flush_denormals(bool(cfg.flush_denormal))  # before the threads start (conf/config.yaml)
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)
