@@ -93,6 +93,7 @@ def test_stroke_style_thickens_thins_and_coarsens_in_place():
     images[:, :, 6:22, 12:15] = 1.0  # a vertical stroke, 3 pixels wide
     only_thick = RandomStrokeStyle(thick=1.0, thin=0.0, low_res_p=0.0)(images)
     assert (widths(only_thick) == 5).all()
+    assert (widths(RandomStrokeStyle(thick=1.0, thin=0.0, low_res_p=0.0, pen=5)(images)) == 7).all()
     only_thin = RandomStrokeStyle(thick=0.0, thin=1.0, low_res_p=0.0)(images)
     assert (widths(only_thin) == 1).all()
     mixed = RandomStrokeStyle(thick=0.2, thin=0.1, low_res_p=0.0)(images)
@@ -105,7 +106,7 @@ def test_stroke_style_thickens_thins_and_coarsens_in_place():
     assert torch.allclose(coarse.amax(dim=(2, 3)), images.amax(dim=(2, 3)))  # ink keeps its brightness
 
 
-@pytest.mark.parametrize("arguments", [{"thick": 1.2}, {"thick": 0.6, "thin": 0.6}, {"low_res": (3, 10)}, {"low_res": (16, 10)}])
+@pytest.mark.parametrize("arguments", [{"thick": 1.2}, {"thick": 0.6, "thin": 0.6}, {"low_res": (3, 10)}, {"low_res": (16, 10)}, {"pen": 4}])
 def test_bad_stroke_styles_are_user_errors(arguments):
     with pytest.raises(UserError, match="augment"):
         RandomStrokeStyle(**arguments)

@@ -59,7 +59,7 @@ class RandomShiftRotate(nn.Module):
 
 class RandomStrokeStyle(nn.Module):
     """Writing styles MNIST's scans rarely show, per sample: a thicker or thinner pen (grey-level
-    dilation / erosion, 3x3) and a low-resolution round trip (the 28-pixel field reduced to
+    dilation by a ``pen`` x ``pen`` square / erosion by 3x3) and a low-resolution round trip (the 28-pixel field reduced to
     ``low_res`` pixels by area averaging and enlarged again, bilinear), as a coarse scan or a
     small photo leaves a digit after ``mnist_budget.preprocess.mnist_style``.
 
@@ -67,7 +67,9 @@ class RandomStrokeStyle(nn.Module):
     probability ``low_res_p``, blurred through one size drawn from ``low_res`` for the batch.
     """
 
-    def __init__(self, thick: float = 0.2, thin: float = 0.1, low_res_p: float = 0.2, low_res: Sequence[int] = (10, 16)) -> None:
+    def __init__(
+        self, thick: float = 0.2, thin: float = 0.1, low_res_p: float = 0.2, low_res: Sequence[int] = (10, 16), pen: int = 3
+    ) -> None:
         super().__init__()
         if not all(0 <= p <= 1 for p in (thick, thin, low_res_p)) or thick + thin > 1:
             raise UserError(
@@ -76,13 +78,16 @@ class RandomStrokeStyle(nn.Module):
             )
         if len(low_res) != 2 or not 4 <= low_res[0] <= low_res[1] <= 28:
             raise UserError(f"augment low_res={list(low_res)}: give [smallest, largest] sizes with 4 <= smallest <= largest <= 28")
+        if pen not in (3, 5, 7):
+            raise UserError(f"augment pen={pen}: the thick pen's square is 3, 5 or 7 pixels wide")
         self.thick, self.thin, self.low_res_p = float(thick), float(thin), float(low_res_p)
         self.low_res = (int(low_res[0]), int(low_res[1]))
+        self.pen = int(pen)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
         draw = torch.rand(n, 1, 1, 1, device=images.device)
-        thick = F.max_pool2d(images, 3, stride=1, padding=1)
+        thick = F.max_pool2d(images, self.pen, stride=1, padding=self.pen // 2)
         thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
         images = torch.where(draw < self.thick, thick, torch.where(draw < self.thick + self.thin, thin, images))
         size = int(torch.randint(self.low_res[0], self.low_res[1] + 1, ()).item())
@@ -91,4 +96,4 @@ class RandomStrokeStyle(nn.Module):
         return torch.where(torch.rand(n, 1, 1, 1, device=images.device) < self.low_res_p, coarse, images)
 
     def extra_repr(self) -> str:
-        return f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}"
+        return f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}, pen={self.pen}"
