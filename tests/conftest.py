@@ -107,8 +107,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> P
     from mnist_budget.tasks.train import train
 
     run = tmp_path_factory.mktemp("trained")
-    # 5 steps (also the short schedule's smoke test); the whole test set, which eval and export score too
-    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_test_batches=1.0"))
+    # 5 steps (also the short schedule's smoke test); the whole test set, which eval and export score
+    # too, each image once (eval_tta=false: 5x less work; tests/test_tasks.py checks eval with TTA)
+    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_test_batches=1.0", "eval_tta=false"))
     return run
 
 

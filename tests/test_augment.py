@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from mnist_budget.augment import RandomShiftRotate, RandomStrokeStyle
+import torch.nn.functional as F
+
+from mnist_budget.augment import RandomShiftRotate, RandomStrokeStyle, affine_grid
 from mnist_budget.errors import UserError
 
 CENTRE = 13.5  # grid_sample with align_corners=False rotates about the image's geometric centre
@@ -29,6 +31,13 @@ def dots(count: int, row: int, col: int) -> torch.Tensor:
 def test_no_rotation_no_shift_is_the_identity():
     images = torch.rand(4, 1, 28, 28)
     assert torch.allclose(RandomShiftRotate(0, (0, 0))(images), images, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(256, 1, 28, 28), (3, 1, 20, 28), (5, 2, 7, 9)])
+def test_affine_grid_is_torchs_as_one_matrix_product(shape):
+    theta = torch.randn(shape[0], 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, list(shape), align_corners=False)
+    assert torch.allclose(affine_grid(theta, shape), expected, atol=1e-5)
 
 
 def test_shifts_stay_within_the_fraction_and_cover_it():

@@ -57,3 +57,17 @@ def test_every_task_config_names_its_function_and_its_check(make_cfg, task):
     cfg = make_cfg(f"task={task}")
     run, check = task_function(cfg), task_check(cfg)
     assert callable(run) and callable(check) and run.__module__ == check.__module__ == f"mnist_budget.tasks.{task}"
+
+
+@pytest.mark.parametrize("epochs", [4, 7])
+def test_the_default_evaluation_validates_once_at_the_end_with_tta(make_cfg, epochs):
+    cfg = make_cfg(f"trainer.max_epochs={epochs}")
+    trainer = build_trainer(cfg)
+    assert cfg.eval_tta is True and trainer.check_val_every_n_epoch == epochs
+    assert Classifier.from_config(cfg).hparams.eval_tta is True
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_experiments_measured_before_tta_validate_every_epoch_without_it(make_cfg, experiment):
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.eval_tta is False and build_trainer(cfg).check_val_every_n_epoch == 1

@@ -82,7 +82,7 @@ class CountingAugment(nn.Module):
 
 
 def test_augmentation_runs_on_training_batches_only(make_cfg, mnist_root):
-    cfg = make_cfg()
+    cfg = make_cfg("eval_tta=false")  # one pass per evaluation batch: they are 2,000 images each
     augment = CountingAugment()
     datamodule = MNISTDataModule(str(mnist_root), download=False, augment=augment)
     trainer = L.Trainer(

@@ -26,7 +26,8 @@ from mnist_budget.preprocess import (
 )
 from mnist_budget.tasks.eval import evaluate
 from mnist_budget.tasks.export import export
-from mnist_budget.tasks.predict import TTA_SHIFTS, classify, predict
+from mnist_budget.tasks.predict import classify, predict
+from mnist_budget.tta import SHIFTS
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +127,10 @@ def test_blank_and_unreadable_images_are_refused_with_a_reason(tmp_path):
 
 def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, make_cfg, tmp_path):
     run = tmp_path
-    evaluate(make_cfg("task=eval", f"ckpt_path={trained}"))
+    evaluate(make_cfg("task=eval", f"ckpt_path={trained}", "eval_tta=false"))  # as the run was tested
     results = json.loads((run / "results.json").read_text())
     training = json.loads((trained.parents[1] / "results.json").read_text())
-    assert results["task"] == "eval" and results["model"] == "fast_cnn"
+    assert results["task"] == "eval" and results["model"] == "fast_cnn" and results["eval_tta"] is False
     assert results["test_acc"] == pytest.approx(training["test_acc"])  # the same final weights
     matrix = np.array(results["confusion_matrix"])
     assert matrix.sum() == 10_000 and results["misclassified"] == 10_000 - np.trace(matrix)
@@ -138,6 +139,19 @@ def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, make_cfg, tm
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     assert {"test/confusion_matrix", "test/misclassified"} <= set(events.Tags()["images"])
+
+
+def test_eval_tta_scores_each_image_by_its_shifts_as_predict_does(trained, make_cfg, mnist_root, tmp_path):
+    evaluate(make_cfg("task=eval", f"ckpt_path={trained}", "eval_tta=true", "trainer.precision=32-true",
+                      "trainer.limit_test_batches=2", "data.eval_batch_size=500"))  # fmt: skip
+    results = json.loads((tmp_path / "results.json").read_text())
+    net, _ = load_network(trained)
+    images, labels = (part[:1000] for part in load_mnist(mnist_root, train=False))  # the 2 batches, in order
+    # predict shifts [0, 1] images (0 comes in), evaluation shifts normalised ones (their background comes in)
+    by_hand = (classify(net, to_float_images(images), 1000, tta=True).argmax(1) == labels).float().mean()
+    plain = (classify(net, to_float_images(images), 1000).argmax(1) == labels).float().mean()
+    assert results["eval_tta"] is True and by_hand != plain
+    assert results["test_acc"] == pytest.approx(float(by_hand), abs=1e-4)
 
 
 # Predict ------------------------------------------------------------------------------------
@@ -217,6 +231,7 @@ def test_predict_refuses_bad_checkpoints(trained, make_cfg, mnist_root, tmp_path
 # Export -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 5-10 s per format (torch.export traces the network): CI runs it with the slow suite
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, make_cfg, mnist_root, tmp_path, fmt):
     run = tmp_path
@@ -264,18 +279,20 @@ def test_test_time_augmentation_averages_the_shifted_images(trained):
     images = torch.rand(3, 1, 28, 28)
     images[:, :, :2], images[:, :, -2:], images[:, :, :, :2], images[:, :, :, -2:] = 0, 0, 0, 0
     with torch.no_grad():
-        by_hand = torch.stack([net(normalise(images.roll(s, dims=(2, 3)))).softmax(1) for s in TTA_SHIFTS]).mean(0)
+        by_hand = torch.stack([net(normalise(images.roll(s, dims=(2, 3)))).softmax(1) for s in SHIFTS]).mean(0)
     assert torch.allclose(classify(net, images, 2, tta=True), by_hand, atol=1e-6)
     assert not torch.allclose(classify(net, images, 2), by_hand, atol=1e-4)
 
 
 def test_tta_shifts_move_ink_and_let_none_wrap_round():
-    from mnist_budget.tasks.predict import shifted
+    from mnist_budget.tta import shifted
 
     images = torch.zeros(1, 1, 28, 28)
     images[0, 0, 27, 5] = 1.0  # on the bottom edge
     assert shifted(images, 1, 0).sum() == 0  # moved down and out, not onto the top row
     assert shifted(images, -1, 0)[0, 0, 26, 5] == 1.0 and shifted(images, 0, 1)[0, 0, 27, 6] == 1.0
+    # Normalised images bring in their own background (what 0 ink became), not 0.
+    assert shifted(images - 0.5, 0, 1, background=-0.5)[0, 0, :, 0].eq(-0.5).all()
 
 
 # Serve (the server itself: tests/test_serve.py) ------------------------------------------------

@@ -34,7 +34,7 @@ def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path)
 
 def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp_path):
     cfg = make_cfg(
-        *SHORT, "trainer.max_epochs=12", "callbacks=[default,early_stopping]",
+        *SHORT, "trainer.max_epochs=12", "callbacks=[default,early_stopping]", "evaluation=every_epoch",
         "callbacks.early_stopping.stopping_threshold=0.9", "augment=none",
     )
     train(cfg)
@@ -54,7 +54,9 @@ def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path
         assert key in results
     assert results["params"] == 19_634 and results["epochs"] == 2 == len(results["history"])
     assert results["test_acc"] == pytest.approx(metrics["test/acc"])
-    assert results["best_val_acc"] == pytest.approx(max(row["val/acc"] for row in results["history"]))
+    # The default validates after its last epoch only (conf/evaluation/tta_at_end.yaml).
+    assert "val/acc" not in results["history"][0] and results["eval_tta"] is True
+    assert results["best_val_acc"] == pytest.approx(results["history"][-1]["val/acc"])
     assert metrics["val/acc"] == pytest.approx(results["history"][-1]["val/acc"])  # what hparams_search=record ranks
     assert (tmp_path / "training_metrics.png").stat().st_size > 0
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
@@ -97,7 +99,8 @@ def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
 
 def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg, tmp_path):
     # mode=min makes the "best" checkpoint an early one; testing it must not shorten the history.
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "callbacks.model_checkpoint.mode=min", "test_checkpoint=best")
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "callbacks.model_checkpoint.mode=min", "test_checkpoint=best",
+                   "evaluation=every_epoch")  # fmt: skip
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 2 == len(results["history"])

@@ -27,6 +27,7 @@ BAD_VALUES = [
     ("data.batch_size=0", "data.batch_size=0 is invalid: it must be a positive integer"),
     ("seed=abc", "seed='abc' is invalid: it must be an integer"),
     ("model.budget=0", "model.budget=0 is invalid"),
+    ("callbacks=[default,early_stopping]", "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch"),
 ]
 
 
@@ -40,7 +41,7 @@ def test_bad_value_is_refused_before_data_loads(make_cfg, tmp_path, override, me
 
 
 def test_every_shipped_config_passes_the_checks_and_every_rule_guards_a_key_one_has(make_cfg):
-    configs = [make_cfg(), make_cfg("callbacks=[default,ema,early_stopping]"), make_cfg("task=predict")]
+    configs = [make_cfg(), make_cfg("callbacks=[default,ema,early_stopping]", "evaluation=every_epoch"), make_cfg("task=predict")]
     configs += [make_cfg(f"experiment={name}") for name in group_options("experiment")]
     for cfg in configs:
         check_config(cfg)

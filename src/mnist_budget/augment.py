@@ -4,7 +4,10 @@ kornia.augmentation.RandomAffine does the same (the reference recipes still use 
 parameter generation and checks make it cost about 1.7 ms per 128-image batch on a 2-core CPU,
 against 0.3 ms for this module: over 10 % of a default training step. This module draws the
 parameters for the whole batch at once and warps with ``affine_grid`` + ``grid_sample``
-(bilinear, zero padding, rotation about the centre), as kornia does.
+(bilinear, zero padding, rotation about the centre), as kornia does. The sampling grid is one
+matrix product of the pixel centres with every image's 2x3 matrix (``affine_grid``'s own formula):
+``F.affine_grid`` computes it as 256 tiny batched products, 2 ms per 256-image batch on a 2-core
+CPU (8 % of a default training step), against 0.07 ms for the one product.
 """
 
 from __future__ import annotations
@@ -50,11 +53,25 @@ class RandomShiftRotate(nn.Module):
         theta = torch.stack(
             [torch.stack([cos_x, -sin, shift[:, 0]], dim=1), torch.stack([sin_x, cos, shift[:, 1]], dim=1)], dim=1
         )
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(images, affine_grid(theta, images.shape), mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, translate={self.translate}, aspect={self.aspect}"
+
+
+def affine_grid(theta: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``F.affine_grid(theta, shape, align_corners=False)`` (the same values, to float rounding) as
+    one matrix product: (x, y, 1) of every pixel centre in [-1, 1] coordinates times each 2x3
+    ``theta``, shaped (N, H, W, 2) for ``grid_sample``."""
+    n, _, height, width = shape
+    options = {"device": theta.device, "dtype": theta.dtype}
+    xs = torch.linspace(-1 + 1 / width, 1 - 1 / width, width, **options)
+    ys = torch.linspace(-1 + 1 / height, 1 - 1 / height, height, **options)
+    centres = torch.stack(
+        [xs.repeat(height), ys.repeat_interleave(width), torch.ones(height * width, **options)], dim=1
+    )  # (H*W, 3), row-major like the image
+    grid = theta.reshape(n * 2, 3) @ centres.T  # (N*2, H*W)
+    return grid.view(n, 2, height, width).permute(0, 2, 3, 1)
 
 
 class RandomStrokeStyle(nn.Module):

@@ -35,6 +35,11 @@ class DataSet:
     classes: tuple[str, ...]
     source: str  # where to get the files when the download cannot run
 
+    @property
+    def background(self) -> float:
+        """A blank (0) pixel after normalisation: what a shifted, normalised image fills in with."""
+        return -self.mean / self.std
+
 
 DATASETS = {
     "mnist": DataSet("mnist", "MNIST", MNIST_MEAN, MNIST_STD, tuple(str(d) for d in range(10)), "http://yann.lecun.com/exdb/mnist/"),

@@ -19,8 +19,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import dataset_name, find_dataset
+from mnist_budget.mnist_files import DataSet, dataset_name, find_dataset
 from mnist_budget.models import build_network
+from mnist_budget.tta import mean_probabilities
 
 NUM_CLASSES = 10
 
@@ -37,10 +38,13 @@ def fit_warmup_share(pct_start: float, total_steps: int) -> float:
 class Classifier(L.LightningModule):
     """Cross-entropy classifier with per-stage accuracy, ``val/acc_best`` and a configurable optimiser."""
 
-    def __init__(self, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist") -> None:
+    def __init__(
+        self, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist", eval_tta: bool = False
+    ) -> None:
         """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config;
         ``dataset``: the data set it learns (saved, so that the tasks normalise and name classes
-        as it did: ``mnist_budget.checkpoints.dataset_of``)."""
+        as it did: ``mnist_budget.checkpoints.dataset_of``); ``eval_tta``: validate and test on
+        the mean probability over each image and its one-pixel shifts (``mnist_budget.tta``)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: nn.Module = build_network(model["net"], model.get("name", "?"))
@@ -69,11 +73,16 @@ class Classifier(L.LightningModule):
             model=OmegaConf.to_container(cfg.model, resolve=True),
             optim=OmegaConf.to_container(cfg.optim, resolve=True),
             dataset=dataset_name(cfg),
+            eval_tta=bool(cfg.eval_tta),
         )
 
     @property
     def model_name(self) -> str:
         return self.hparams.model["name"]
+
+    @property
+    def data_set(self) -> DataSet:
+        return find_dataset(self.hparams.get("dataset", "mnist"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -83,7 +92,11 @@ class Classifier(L.LightningModule):
     ) -> torch.Tensor:
         """Loss (or, with ``return_logits``, the logits) of a batch; updates and logs the stage's metrics."""
         images, labels = batch
-        logits = self(images)
+        if stage != "train" and self.hparams.get("eval_tta"):
+            # Log-probabilities are logits whose softmax is the TTA mean: loss and accuracy use them as-is.
+            logits = mean_probabilities(self, images, self.data_set.background).clamp_min(1e-12).log()
+        else:
+            logits = self(images)
         loss = self.criterion(logits, labels)
         mean_loss, acc = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
         # update(), not forward(): logged per epoch only, so no per-batch value needs computing.
@@ -133,7 +146,7 @@ class Classifier(L.LightningModule):
         probabilities = logits.detach().float().softmax(dim=1)
         confidence, predicted = probabilities.max(dim=1)
         self.test_confusion.update(predicted, labels)
-        data = find_dataset(self.hparams.get("dataset", "mnist"))
+        data = self.data_set
         for i in (predicted != labels).nonzero().flatten().tolist():
             self.test_mistakes.append(
                 {"image": images[i, 0].float().cpu() * data.std + data.mean, "label": int(labels[i]), "predicted": int(predicted[i]),

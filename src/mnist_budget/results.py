@@ -33,9 +33,11 @@ def final_val_acc(history: list[dict[str, Any]]) -> float:
     return validated[-1]["val/acc"] if validated else float("nan")
 
 
-def test_set_scores(report: dict[str, Any], metrics: dict[str, float]) -> dict[str, Any]:
-    """The test-set part of results.json, the same for a training run and for task=eval."""
+def test_set_scores(report: dict[str, Any], metrics: dict[str, float], eval_tta: bool) -> dict[str, Any]:
+    """The test-set part of results.json, the same for a training run and for task=eval;
+    ``eval_tta``: whether validation and test averaged each image's one-pixel shifts."""
     return {
+        "eval_tta": eval_tta,
         "test_acc": metrics["test/acc"],
         "test_loss": metrics["test/loss"],
         "per_class_acc": report["per_class_acc"],

@@ -70,6 +70,7 @@ RULES = (
     ),
     Rule("unsure_below", _number(lambda v: 0 <= v <= 1), "a probability in [0, 1]"),
     Rule("tta", lambda v: isinstance(v, bool), "true or false"),
+    Rule("eval_tta", lambda v: isinstance(v, bool), "true or false"),
     Rule("callbacks.ema.decay", _number(lambda v: 0 < v < 1), "in (0, 1)"),
     Rule("callbacks.early_stopping.stopping_threshold", _number(lambda v: 0 < v <= 1), "in (0, 1]"),
 )
@@ -82,9 +83,22 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, rule.key, default=None)
         if value is not None and not rule.holds(value):
             raise UserError(f"{rule.key}={value!r} is invalid: it must be {rule.must}")
+    check_early_stopping_can_stop(cfg)
     data = cfg.get("data")
     if data is not None:
         check_data_arguments(data.get("batch_size"), data.get("eval_batch_size"), data.get("val_size"))
+
+
+def check_early_stopping_can_stop(cfg: DictConfig) -> None:
+    """Early stopping acts on a validation: with the default's one validation after the last epoch
+    (conf/evaluation/tta_at_end.yaml) it could never stop a run early."""
+    trainer = cfg.get("trainer") or {}
+    every, epochs = trainer.get("check_val_every_n_epoch", 1), trainer.get("max_epochs", 1)
+    if "early_stopping" in (cfg.get("callbacks") or {}) and isinstance(every, int) and every >= epochs > 1:
+        raise UserError(
+            f"callbacks.early_stopping with trainer.check_val_every_n_epoch={every} (of {epochs} epochs) "
+            "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch"
+        )
 
 
 def _as_user_error(err: Exception, what: str, fix: str) -> UserError:

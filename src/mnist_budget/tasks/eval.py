@@ -33,7 +33,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     net, hparams = network_of(cfg)
-    module = Classifier(model=hparams["model"], optim=hparams.get("optim") or {}, dataset=dataset_of(hparams).name)
+    module = Classifier(
+        model=hparams["model"], optim=hparams.get("optim") or {}, dataset=dataset_of(hparams).name, eval_tta=cfg.eval_tta
+    )
     module.net = net  # the checkpoint's weights, loaded once (load_network)
     settings = run_settings(cfg)
     hardware = describe(settings.device)
@@ -49,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "checkpoint": str(cfg.ckpt_path),
         "model": hparams["model"]["name"],
         "params": count_parameters(net),
-        **test_set_scores(report, metrics),
+        **test_set_scores(report, metrics, bool(cfg.eval_tta)),
         "hardware": hardware,
         "precision": settings.precision,
         "memory_layout": settings.layout,

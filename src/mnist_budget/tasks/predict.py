@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -18,6 +17,7 @@ from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.mnist_files import DATASETS, DataSet
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
+from mnist_budget.tta import mean_probabilities
 from mnist_budget.validate import required
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,6 @@ def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], 
     return predictions, tensors
 
 
-# Test-time augmentation: the image itself and shifted by one pixel each way (rows, columns).
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-
-
 @torch.inference_mode()
 def classify(
     net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: bool = False, data: DataSet = DATASETS["mnist"]
@@ -92,22 +88,15 @@ def classify(
     """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU,
     normalised as ``data`` (the data set the network learnt: ``checkpoints.dataset_of``).
 
-    ``tta``: the mean probability over ``TTA_SHIFTS`` (5 forward passes instead of one).
+    ``tta``: the mean probability over the image and its one-pixel shifts (``mnist_budget.tta``,
+    5 forward passes instead of one).
     """
-    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
-    return torch.cat(
-        [
-            torch.stack([net(normalise(shifted(batch, *shift), data)).softmax(dim=1) for shift in shifts]).mean(0)
-            for batch in images.split(batch_size)
-        ]
-    )
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return net(normalise(batch, data))
 
-
-def shifted(images: torch.Tensor, down: int, right: int) -> torch.Tensor:
-    """[0, 1] images moved by up to one pixel down and right (negative: up, left), zeros coming in."""
-    padded = F.pad(images, (1, 1, 1, 1))
-    height, width = images.shape[-2:]
-    return padded[..., 1 - down : 1 - down + height, 1 - right : 1 - right + width]
+    if tta:
+        return torch.cat([mean_probabilities(forward, batch) for batch in images.split(batch_size)])
+    return torch.cat([forward(batch).softmax(dim=1) for batch in images.split(batch_size)])
 
 
 def is_unsure(probability: float, unsure_below: float) -> bool:

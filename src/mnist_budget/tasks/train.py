@@ -171,7 +171,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "stopped_by": stopped,
         "best_val_acc": best_val_acc,
         "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
-        **test_set_scores(test_report, test_metrics),
+        **test_set_scores(test_report, test_metrics, bool(cfg.eval_tta)),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,
