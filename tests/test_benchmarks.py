@@ -3,6 +3,8 @@ on the synthetic MNIST files, and what it printed (the figures' lines, in their 
 
 The figures of a smoke run mean nothing (a step or two, on a busy test machine): these tests check
 that every script still runs against the project's code and prints the lines a reader looks for.
+They are in the slow suite (``pytest -m slow``, which CI runs too): together they take about 16 s
+of a test process, a third of what the quick suite may cost on 2 cores.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
+pytestmark = pytest.mark.slow
+
 RATE = r"[\d,]+ images/s"  # a figure as the scripts print it, e.g. "   3524 images/s" or "12,345 images/s"
 
 
@@ -138,7 +142,6 @@ def test_time_to_target(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> 
     compute_line(out)
 
 
-@pytest.mark.slow  # seconds of ONNX export; tests/test_tasks.py exports in the quick suite
 def test_export_formats(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     load_benchmark("export_formats").main([str(checkpoint), "--smoke"])
     out = capsys.readouterr().out
@@ -181,7 +184,6 @@ def test_handwriting_styles(checkpoint: Path, bench_env: Path, capsys: pytest.Ca
     assert len(re.findall(r"^- .+: \d+ of \d+ flagged", out, re.M)) == 4, out
 
 
-@pytest.mark.slow  # starts a server process (torch import) per backend
 def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     load_benchmark("serve_load").main([str(checkpoint), "--smoke", "--backends", "torch", "--workers", "2"])
     out = capsys.readouterr().out

@@ -51,6 +51,7 @@ def signal_handlers():
 
 # SIGTERM stops at the end of the step it arrives in (Lightning checks after the step's callbacks);
 # Ctrl-C is noted there and stops at the next step's end (the project's callback runs first).
+@pytest.mark.slow  # a real run per signal, then its resumption: 4-8 s each
 @pytest.mark.parametrize(
     ("name", "code", "saved"),
     [("SIGTERM", 143, STOP_AT), pytest.param("SIGINT", 130, STOP_AT + 1, marks=pytest.mark.slow)],  # Ctrl-C: as SIGUSR2 below
@@ -76,6 +77,7 @@ def test_a_signal_saves_the_step_and_the_resumed_run_ends_the_same(
     assert results[0]["test_acc"] == results[1]["test_acc"]
 
 
+@pytest.mark.slow
 def test_a_schedulers_warning_is_handed_over_after_the_save_and_auto_resumes(uninterrupted, tmp_path, mnist_root, signal_handlers):
     handed = []
     signal.signal(signal.SIGUSR2, lambda signum, frame: handed.append(signum))  # stands in for submitit's requeue
