@@ -31,6 +31,7 @@ def test_a_refused_command_exits_2_in_one_line_and_writes_nothing(earlier_run, m
     assert snapshot(earlier_run) == before
 
 
+@pytest.mark.slow  # a second run.py process (3 s); the refusal above keeps the quick suite's CLI check
 def test_full_error_shows_the_traceback(tmp_path, mnist_root, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     result = run_cli("optim.lr=-1", data_dir=mnist_root, run_dir=tmp_path / "run")

@@ -16,7 +16,8 @@ def test_the_four_debug_configs_exist():
     assert set(DEBUG) == {"fdr", "limit", "overfit", "profiler"}
 
 
-@pytest.mark.parametrize("name", ["fdr", pytest.param("limit", marks=pytest.mark.slow)])
+@pytest.mark.slow  # real (short) runs: the slow suite runs every debug config
+@pytest.mark.parametrize("name", ["fdr", "limit"])
 def test_debug_config_runs_in_its_own_folder(make_cfg, tmp_path, name):
     cfg = make_cfg(f"debug={name}")
     assert f"/debug/{name}/" in cfg.hydra.run.dir
