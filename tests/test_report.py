@@ -66,3 +66,18 @@ def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
     assert len(seed_rows) == 1  # single-seed configs get no statistics row
     assert "99.50, 99.40, 99.60, 99.45, 99.55" in seed_rows[0] and "**99.50 %**" in seed_rows[0]
     assert "Test CPU (AVX512, native bf16)" in seed_rows[0]
+
+
+def test_runs_scored_with_tta_are_another_config_and_say_so(tmp_path, capsys):
+    from mnist_budget.tables import seed_statistics
+
+    once = [seed_run(s, 0.9940, overrides=[]) for s in (1, 2)]  # results.json before eval_tta: scored once
+    tta = [{**seed_run(s, 0.9950, overrides=[]), "eval_tta": True} for s in (1, 2)]
+    rows = {row["scored"]: row for row in seed_statistics(once + tta)}
+    assert set(rows) == {"once", "TTA"} and rows["TTA"]["mean"] == pytest.approx(0.995)
+    for i, run in enumerate(once + tta):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "results.json").write_text(json.dumps(run))
+    main([str(tmp_path)])
+    table = capsys.readouterr().out.split("Seed statistics")[0]
+    assert sum("| TTA |" in line for line in table.splitlines()) == 2

@@ -36,16 +36,23 @@ def markdown_table(columns: list[tuple[str, str]], rows: list[list[str]]) -> str
     return "\n".join(lines) + "\n"
 
 
+def scoring(result: dict[str, Any]) -> str:
+    """How a run's test figure was scored: "TTA" (each image's mean over its 1-pixel shifts,
+    results.json's ``eval_tta``) or "once" (also every run from before the key existed)."""
+    return "TTA" if result.get("eval_tta") else "once"
+
+
 def results_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run: what it is, what it cost, what it reached, what was claimed."""
     columns = [
         ("experiment", "l"), ("model", "l"), ("params", "r"), ("seed", "r"), ("precision", "l"), ("epochs", "r"),
-        ("best val acc", "r"), ("test acc (official 10k)", "r"), ("train s", "r"), ("s/epoch", "r"), ("claim", "l"),
+        ("best val acc", "r"), ("scored", "l"), ("test acc (official 10k)", "r"), ("train s", "r"), ("s/epoch", "r"),
+        ("claim", "l"),
     ]  # fmt: skip
     rows = [
         [
             r.get("experiment") or r["model"], r["model"], f"{r['params']:,}", str(r.get("seed", "")),
-            r.get("precision", ""), str(r["epochs"]), f"{100 * r['best_val_acc']:.2f} %",
+            r.get("precision", ""), str(r["epochs"]), f"{100 * r['best_val_acc']:.2f} %", scoring(r),
             f"**{100 * r['test_acc']:.2f} %**", f"{r['train_seconds']:.0f}",
             f"{r['train_seconds'] / max(1, r['epochs']):.1f}", r.get("claim") or "",
         ]  # fmt: skip
@@ -55,7 +62,8 @@ def results_table(results: list[dict[str, Any]]) -> str:
 
 
 def config_key(result: dict[str, Any]) -> tuple[str, ...]:
-    """What makes runs "the same config": experiment, overrides other than the seed, hardware, precision.
+    """What makes runs "the same config": experiment, overrides other than the seed, hardware,
+    precision, scoring (with TTA or once).
 
     Runs that share it and differ only in ``seed`` are one row of the seed statistics.
     """
@@ -65,6 +73,7 @@ def config_key(result: dict[str, Any]) -> tuple[str, ...]:
         " ".join(overrides),
         run_hardware(result),
         str(result.get("precision", "")),
+        scoring(result),
     )
 
 
@@ -75,7 +84,7 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for result in results:
         groups.setdefault(config_key(result), []).append(result)
     rows = []
-    for (experiment, overrides, hardware, precision), runs in groups.items():
+    for (experiment, overrides, hardware, precision, scored), runs in groups.items():
         runs = sorted(runs, key=lambda r: r.get("seed", 0))
         accs = [r["test_acc"] for r in runs]
         rows.append(
@@ -84,6 +93,7 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "overrides": overrides,
                 "hardware": hardware,
                 "precision": precision,
+                "scored": scored,
                 "params": runs[0]["params"],
                 "epochs": statistics.median(r["epochs"] for r in runs),
                 "seeds": [r.get("seed") for r in runs],
@@ -100,13 +110,14 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def seed_table(rows: list[dict[str, Any]]) -> str:
     """The seed statistics as a Markdown table (accuracies in %)."""
     columns = [
-        ("experiment", "l"), ("overrides", "l"), ("hardware", "l"), ("precision", "l"), ("params", "r"),
-        ("epochs", "r"), ("seeds", "l"), ("test acc per seed", "l"), ("mean", "r"), ("std", "r"), ("min", "r"),
+        ("experiment", "l"), ("overrides", "l"), ("hardware", "l"), ("precision", "l"), ("scored", "l"),
+        ("params", "r"), ("epochs", "r"), ("seeds", "l"), ("test acc per seed", "l"), ("mean", "r"), ("std", "r"), ("min", "r"),
         ("median train s", "r"),
     ]  # fmt: skip
     cells = [
         [
-            row["experiment"], row["overrides"] or "-", row["hardware"], row["precision"], f"{row['params']:,}",
+            row["experiment"], row["overrides"] or "-", row["hardware"], row["precision"], row["scored"],
+            f"{row['params']:,}",
             f"{row['epochs']:g}", ", ".join(map(str, row["seeds"])),
             ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"]), f"**{100 * row['mean']:.2f} %**",
             f"{100 * row['std']:.2f}", f"{100 * row['min']:.2f} %", f"{row['median_train_seconds']:.1f}",
