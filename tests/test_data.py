@@ -91,7 +91,7 @@ class CountingAugment(nn.Module):
 def test_augmentation_runs_on_training_batches_only(make_cfg, mnist_root):
     cfg = make_cfg("eval_tta=false")  # one pass per evaluation batch: they are 2,000 images each
     augment = CountingAugment()
-    datamodule = MNISTDataModule(str(mnist_root), download=False, augment=augment)
+    datamodule = MNISTDataModule(str(mnist_root), download=False, augment=augment, eval_batch_size=500)
     trainer = L.Trainer(
         max_epochs=1, limit_train_batches=3, limit_val_batches=2, limit_test_batches=2, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,

@@ -32,6 +32,7 @@ def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path)
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow  # a real run of up to 12 short epochs
 def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp_path):
     cfg = make_cfg(
         *SHORT, "trainer.max_epochs=12", "callbacks=[default,early_stopping]", "evaluation=every_epoch",
@@ -84,6 +85,7 @@ def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path
     assert reloaded["test/acc"] == pytest.approx(results["test_acc"])  # the final weights, as the run tested
 
 
+@pytest.mark.slow  # two real runs (the slow suite's resume tests compare whole runs too)
 def test_same_seed_same_metrics(make_cfg, tmp_path):
     histories = []
     for _ in range(2):
@@ -100,6 +102,7 @@ def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
         train(cfg)
 
 
+@pytest.mark.slow  # a real 2-epoch run
 def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg, tmp_path):
     # mode=min makes the "best" checkpoint an early one; testing it must not shorten the history.
     cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "callbacks.model_checkpoint.mode=min", "test_checkpoint=best",
