@@ -92,3 +92,27 @@ def test_pool_first_normalises_the_pooled_maps_with_the_same_parameters():
             target.copy_(source)
     images = torch.rand(4, 1, 28, 28)
     assert torch.allclose(before.eval()(images), after.eval()(images), atol=1e-5)
+
+
+def test_stride_stem_reaches_13x13_without_computing_26x26():
+    """stem=stride (a measured speed lever, docs/performance.md): one stride-2 3x3 conv replaces
+    conv + max-pool, so no layer sees a 26x26 map; same parameters, same later shapes."""
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    sizes = []
+    net = FastCNN(pool_first=True, stem="stride")
+    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
+             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    assert net.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    for hook in hooks:
+        hook.remove()
+    assert sizes == [(13, 13), (11, 11), (9, 9), (4, 4), (4, 4), (4, 4)]
+    assert count_parameters(net) == count_parameters(FastCNN(pool_first=True))
+
+
+def test_an_unknown_stem_is_refused_in_one_line():
+    from mnist_budget.errors import UserError
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    with pytest.raises(UserError, match="model.net.stem='strided'"):
+        FastCNN(stem="strided")

@@ -13,7 +13,7 @@ def check_rates(**rates: float) -> None:
 
 
 def conv_bn_relu(
-    in_channels: int, out_channels: int, *, padding: int = 0, bias: bool = True, kernel_size: int = 3
+    in_channels: int, out_channels: int, *, padding: int = 0, bias: bool = True, kernel_size: int = 3, stride: int = 1
 ) -> nn.Sequential:
     """Convolution (3x3 unless told) -> BatchNorm -> ReLU: the unit every network here is made of.
 
@@ -21,7 +21,7 @@ def conv_bn_relu(
     BatchNorm makes them redundant.
     """
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, padding=padding, bias=bias),
+        nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=padding, bias=bias),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mnist_budget.models.blocks import check_rates, conv_bn_relu, conv_pool_bn_relu, separable_conv_bn_relu
+from mnist_budget.errors import UserError
 from mnist_budget.models.deskew import Deskew
 
 
@@ -38,6 +39,7 @@ class FastCNN(nn.Module):
         separable: int = 0,
         deskew: bool = False,
         pool_first: bool = False,
+        stem: str = "pool",
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
         4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
@@ -45,9 +47,13 @@ class FastCNN(nn.Module):
         smallest budgets (the first conv, on one input channel, never is); ``deskew``: shear each
         input upright first (``mnist_budget.models.deskew``, no parameters); ``pool_first``: pool
         each pooled stage before its BatchNorm and ReLU (``blocks.conv_pool_bn_relu``), which does
-        the per-element work on a quarter of the elements (a separable conv keeps its order)."""
+        the per-element work on a quarter of the elements (a separable conv keeps its order);
+        ``stem``: how 28x28 becomes 13x13, ``pool`` (3x3 conv to 26x26, then a 2x2 max-pool) or
+        ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26)."""
         super().__init__()
         check_rates(dropout=dropout)
+        if stem not in ("pool", "stride"):
+            raise UserError(f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool) or stride (a stride-2 conv)")
         if not 0 <= separable < len(channels):
             raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
         c1, c2, c3, *tail = channels
@@ -63,8 +69,9 @@ class FastCNN(nn.Module):
                 return [conv_pool_bn_relu(width, out)]
             return [conv(index, width, out, padding=0), nn.MaxPool2d(2)]
 
+        stem_layers = [conv_bn_relu(1, c1, bias=False, stride=2)] if stem == "stride" else pooled_conv(0, 1, c1)
         layers: list[nn.Module] = [
-            *pooled_conv(0, 1, c1),
+            *stem_layers,
             conv(1, c1, c2, padding=0),
             *pooled_conv(2, c2, c3),
             nn.Dropout(dropout),
