@@ -81,7 +81,10 @@ def test_inference(bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     hardware_lines(out)
     settings_line(out)
-    assert re.search(rf"^evaluation \(trainer.test, batch 2000\): +{RATE} \(median\)$", out, re.M), out
+    from omegaconf import OmegaConf
+
+    batch = OmegaConf.load(ROOT / "conf" / "data" / "mnist.yaml").eval_batch_size  # the benchmark uses the config's
+    assert re.search(rf"^evaluation \(trainer.test, batch {batch}\): +{RATE} \(median\)$", out, re.M), out
     for batch in (128, 512):
         assert re.search(rf"^inference \(bare network, batch +{batch}\): +{RATE} \(median\)$", out, re.M), out
 

@@ -89,7 +89,7 @@ class CountingAugment(nn.Module):
 
 
 def test_augmentation_runs_on_training_batches_only(make_cfg, mnist_root):
-    cfg = make_cfg("eval_tta=false")  # one pass per evaluation batch: they are 2,000 images each
+    cfg = make_cfg("eval_tta=false")  # one forward pass per evaluation batch (no TTA)
     augment = CountingAugment()
     datamodule = MNISTDataModule(str(mnist_root), download=False, augment=augment, eval_batch_size=500)
     trainer = L.Trainer(
