@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mnist_budget.models.blocks import check_rates, conv_bn_relu, conv_pool_bn_relu, separable_conv_bn_relu
 from mnist_budget.errors import UserError
+from mnist_budget.models.blocks import check_rates, conv_bn_relu, conv_pool_bn_relu, separable_conv_bn_relu
 from mnist_budget.models.deskew import Deskew
 
 
