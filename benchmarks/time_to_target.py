@@ -68,11 +68,11 @@ class TestEveryEpoch(Callback):
     @torch.inference_mode()
     def test_accuracy(self, net: torch.nn.Module) -> float:
         images, labels = self.datamodule.splits["test"].tensors
-        correct = 0
-        for chunk in range(0, len(labels), 2000):
-            x = self.datamodule.prepare_images(images[chunk : chunk + 2000], augment=False)
+        correct, batch = 0, self.datamodule.eval_batch_size  # the config's evaluation batch, as trainer.test uses
+        for chunk in range(0, len(labels), batch):
+            x = self.datamodule.prepare_images(images[chunk : chunk + batch], augment=False)
             scores = mean_probabilities(net, x, self.datamodule.spec.background) if self.tta else net(x)
-            correct += (scores.argmax(1) == labels[chunk : chunk + 2000]).sum().item()
+            correct += (scores.argmax(1) == labels[chunk : chunk + batch]).sum().item()
         return correct / len(labels)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
