@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -78,6 +79,24 @@ def write_mnist(root: Path, train_count: int = 60_000, test_count: int = 10_000)
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with full-size (60,000 / 10,000) synthetic MNIST idx files."""
     return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+def with_fonts(root: Path, data_root: Path) -> Path:
+    """A data root at ``root``: ``data_root``'s MNIST files, and two fonts from matplotlib in
+    fonts/ to draw digits with (``extra_train=fonts`` without downloading any: pass
+    ``data.extra_train.families=[]``)."""
+    import matplotlib
+
+    (root / "fonts").mkdir(parents=True, exist_ok=True)
+    (root / "MNIST").symlink_to(data_root / "MNIST", target_is_directory=True)
+    for face in ("DejaVuSans", "DejaVuSerif-Bold"):
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{face}.ttf", root / "fonts")
+    return root
+
+
+@pytest.fixture(scope="session")
+def font_root(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
+    return with_fonts(tmp_path_factory.mktemp("fonts"), mnist_root)
 
 
 def group_options(group: str) -> list[str]:

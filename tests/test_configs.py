@@ -68,11 +68,11 @@ def test_the_default_evaluation_validates_once_at_the_end_with_tta(make_cfg, epo
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_records_take_the_defaults_evaluation_and_the_others_keep_what_they_measured(make_cfg, experiment):
+def test_records_and_robust_take_the_defaults_evaluation_and_the_references_keep_what_they_measured(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
     trainer = build_trainer(cfg)
-    if experiment.startswith("record_"):  # the default's levers, applied (docs/records.md)
+    if experiment.startswith("record_") or experiment == "robust":  # the default's levers, applied
         assert cfg.eval_tta is True and trainer.check_val_every_n_epoch == cfg.trainer.max_epochs
         assert cfg.model.net.pool_first is True and cfg.callbacks.memory_format.layout == "auto"
-    else:  # the references and robust, as their tables were measured: every epoch, no TTA
+    else:  # the references, as their tables were measured: every epoch, no TTA
         assert cfg.eval_tta is False and trainer.check_val_every_n_epoch == 1

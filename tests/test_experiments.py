@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import group_options
+from conftest import compose_cfg, group_options
 from mnist_budget.tasks.train import check, train
 
 
@@ -20,8 +20,13 @@ def test_experiment_passes_the_checks_before_a_run(make_cfg, tmp_path, experimen
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_experiment_fast_dev_run(make_cfg, tmp_path, experiment):
-    metrics = train(make_cfg(f"experiment={experiment}", "trainer.fast_dev_run=true"))
+def test_experiment_fast_dev_run(make_cfg, tmp_path, font_root, experiment):
+    overrides = (f"experiment={experiment}", "trainer.fast_dev_run=true")
+    if make_cfg(*overrides).data.get("extra_train"):  # draw its font digits from local fonts, not the registry's
+        cfg = compose_cfg(tmp_path, font_root, *overrides, "data.extra_train.families=[]")
+    else:
+        cfg = make_cfg(*overrides)
+    metrics = train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["experiment"] == experiment
     assert results["params"] <= results["budget"]

@@ -53,10 +53,12 @@ def build_loggers(cfg: DictConfig, resume_step: int | None = None) -> list[Any]:
     return instantiate_group(loggers, **purge)
 
 
-def build_datamodule(cfg: DictConfig, augment: bool = True) -> MNISTDataModule:
-    """The data config, with the augment group's pipeline (if any, and if wanted) plugged in."""
-    pipeline = instantiate(cfg.augment) if augment and cfg.get("augment") else None
-    return instantiate(cfg.data, augment=pipeline)
+def build_datamodule(cfg: DictConfig, training: bool = True) -> MNISTDataModule:
+    """The data config, with the augment group's pipeline (if any) plugged in; ``training=False``
+    (testing a checkpoint): neither augmentation nor extra training digits."""
+    if not training:
+        return instantiate(cfg.data, augment=None, extra_train=None)
+    return instantiate(cfg.data, augment=instantiate(cfg.augment) if cfg.get("augment") else None)
 
 
 def progress_bar(refresh_rate: int = 20, show: bool | str = "auto") -> TQDMProgressBar | None:

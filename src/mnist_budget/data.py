@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from mnist_budget.errors import UserError, first_line
+from mnist_budget.font_digits import FontDigits
 from mnist_budget.mnist_files import (
     IDX_FILES,
     check_data_arguments,
@@ -152,7 +153,9 @@ class MNISTDataModule(L.LightningDataModule):
     """Official training set split into train/validation; official test set for testing only.
 
     ``dataset``: which idx data set (``mnist_budget.mnist_files.DATASETS``: mnist, fashion_mnist);
-    its own normalisation constants are applied."""
+    its own normalisation constants are applied. ``extra_train``: more digits for the training
+    split only (``mnist_budget.font_digits.FontDigits``, ``extra_train=fonts``); validation and
+    test stay the data set's own."""
 
     def __init__(
         self,
@@ -166,10 +169,13 @@ class MNISTDataModule(L.LightningDataModule):
         shuffle: bool = True,
         shuffle_seed: int = 0,
         augment: nn.Module | None = None,
+        extra_train: FontDigits | None = None,
     ) -> None:
         super().__init__()
         check_data_arguments(batch_size, eval_batch_size, val_size)
         self.spec = find_dataset(dataset)
+        if extra_train is not None and self.spec.name != "mnist":
+            raise UserError(f"extra_train=fonts draws digits, not {self.spec.name} classes: train data={dataset} without it")
         self.root = Path(os.path.expanduser(data_dir))
         self.val_size = val_size
         self.split_seed = split_seed
@@ -179,6 +185,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.shuffle = shuffle
         self.shuffle_seed = shuffle_seed
         self.augment = augment
+        self.extra_train = extra_train
         self.splits: dict[str, TensorDataset] = {}
         self.train_batches: EpochBatches | None = None
         self.resume_state: dict[str, Any] | None = None
@@ -186,6 +193,8 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.download:
             download_mnist(self.root, self.spec.name)
+        if self.extra_train is not None:  # fonts fetched and digits drawn once, by one process
+            self.extra_train.prepare(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         """Load every split once; later calls keep the same tensors (and the same split)."""
@@ -195,13 +204,16 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = load_mnist(self.root, train=True, name=self.spec.name)
         train_idx, val_idx = split_indices(len(images), self.val_size, self.split_seed)
         test_images, test_labels = load_mnist(self.root, train=False, name=self.spec.name)
-        images, test_images = to_float_images(images), to_float_images(test_images)
-        for name, (x, y) in {
+        splits = {
             "train": (images[train_idx], labels[train_idx]),
             "val": (images[val_idx], labels[val_idx]),
             "test": (test_images, test_labels),
-        }.items():
-            self.splits[name] = TensorDataset(x.to(device), y.to(device))
+        }
+        if self.extra_train is not None:
+            extra_images, extra_labels = self.extra_train.load(self.root)
+            splits["train"] = (torch.cat([splits["train"][0], extra_images]), torch.cat([splits["train"][1], extra_labels]))
+        for name, (x, y) in splits.items():
+            self.splits[name] = TensorDataset(to_float_images(x).to(device), y.to(device))
 
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0

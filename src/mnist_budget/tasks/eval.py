@@ -41,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     hardware = describe(settings.device)
     log.info("hardware: %s; precision %s", hardware_line(hardware), settings.precision)
 
-    datamodule = build_datamodule(cfg, augment=False)
+    datamodule = build_datamodule(cfg, training=False)
     trainer = build_trainer(cfg, settings=settings)
     (metrics,) = trainer.test(module, datamodule=datamodule, weights_only=True, verbose=False)
     report = module.test_report()
