@@ -121,3 +121,37 @@ def test_testing_a_checkpoint_draws_no_font_digits(make_cfg):
     cfg = make_cfg("experiment=robust")
     assert isinstance(build_datamodule(cfg).extra_train, FontDigits)
     assert build_datamodule(cfg, training=False).extra_train is None
+
+
+def font_folder(tmp_path, *faces: str):
+    import shutil
+
+    import matplotlib
+
+    (tmp_path / "fonts").mkdir()
+    for face in faces:
+        shutil.copy(f"{matplotlib.get_data_path()}/fonts/ttf/{face}.ttf", tmp_path / "fonts")
+    return tmp_path
+
+
+def test_a_damaged_font_file_is_named(tmp_path):
+    root = font_folder(tmp_path, "DejaVuSans")
+    (root / "fonts" / "broken.ttf").write_bytes(b"not a font")
+    with pytest.raises(UserError, match=r"font file .*broken.ttf cannot be read .*delete or replace it") as info:
+        FontDigits(copies=1).prepare(root)
+    assert "\n" not in str(info.value)
+
+
+def test_a_damaged_cache_is_drawn_again(tmp_path):
+    root = font_folder(tmp_path, "DejaVuSans")
+    fonts = FontDigits(copies=1)
+    images, _ = fonts.load(root)
+    fonts.prepare(root).write_bytes(b"half a zip file")
+    again, labels = fonts.load(root)
+    assert torch.equal(again, images) and labels.tolist() == list(range(10))
+
+
+def test_a_font_without_digits_draws_none(tmp_path):
+    root = font_folder(tmp_path, "DejaVuSans", "STIXSizOneSymReg")  # large brackets and integrals, no digits
+    images, labels = FontDigits(copies=1).load(root)
+    assert labels.tolist() == list(range(10))  # DejaVu Sans's ten only

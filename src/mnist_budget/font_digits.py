@@ -23,6 +23,7 @@ import hashlib
 import io
 import tarfile
 import urllib.request
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,8 +58,9 @@ def download_font(folder: Path, family: str, version: str) -> Path:
         if not names:
             raise UserError(f"{url} holds no latin .woff font: drop {family!r} from data.extra_train.families")
         regular = min(names, key=lambda n: abs(int(n.rsplit("-", 2)[-2]) - 400))  # the weight nearest 400
-        target = folder / f"{family}.woff"
-        target.write_bytes(archive.extractfile(regular).read())
+        target, partial = folder / f"{family}.woff", folder / f"{family}.woff.part"
+        partial.write_bytes(archive.extractfile(regular).read())
+        partial.replace(target)  # an interrupted download leaves no half a font behind
     return target
 
 
@@ -103,7 +105,9 @@ class FontDigits:
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in FONT_SUFFIXES)
 
     def cache_path(self, data_dir: Path, fonts: Sequence[Path]) -> Path:
-        key = repr((RENDERER, [p.name for p in fonts], self.copies, self.low_res_p, self.seed))
+        """Named by what shapes the drawing: each font's name and bytes, the settings, the renderer."""
+        contents = [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in fonts]
+        key = repr((RENDERER, contents, self.copies, self.low_res_p, self.seed))
         return Path(data_dir) / "fonts" / f"digits-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
     def prepare(self, data_dir: Path) -> Path:
@@ -120,19 +124,27 @@ class FontDigits:
         return cache
 
     def load(self, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        with np.load(self.prepare(data_dir), allow_pickle=False) as cached:
-            return torch.from_numpy(cached["images"]), torch.from_numpy(cached["labels"]).long()
+        cache = self.prepare(data_dir)
+        try:
+            with np.load(cache, allow_pickle=False) as cached:
+                return torch.from_numpy(cached["images"]), torch.from_numpy(cached["labels"]).long()
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache: draw the digits again
+            cache.unlink()
+            return self.load(data_dir)
 
 
 def render(fonts: Sequence[Path], copies: int, low_res_p: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw 0-9 ``copies`` times in each font; a drawing that leaves no ink (a hairline font thinned
-    away) is skipped."""
+    """Draw 0-9 ``copies`` times in each font; a digit the font lacks, or a drawing that leaves no
+    ink (a hairline font thinned away), is skipped."""
     rng = np.random.default_rng(seed)
     images, labels = [], []
     for path in fonts:
+        missing = missing_digits(path)
         for _ in range(copies):
-            font = ImageFont.truetype(str(path), int(rng.integers(48, 80)))
+            font = open_font(path, int(rng.integers(48, 80)))
             for digit in range(10):
+                if str(digit) in missing:
+                    continue
                 try:
                     image = mnist_style(draw(font, str(digit), rng, low_res_p))
                 except ImageProblem:
@@ -140,6 +152,26 @@ def render(fonts: Sequence[Path], copies: int, low_res_p: float, seed: int) -> t
                 images.append(np.uint8(np.round(image[0].numpy() * 255)))
                 labels.append(digit)
     return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def open_font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(str(path), size)
+    except OSError as err:
+        raise UserError(f"font file {path} cannot be read ({first_line(err)}): delete or replace it") from err
+
+
+def missing_digits(path: Path) -> set[str]:
+    """The digits a font draws as its missing-glyph box (as it draws a code point no font has)."""
+    font = open_font(path, 40)
+
+    def pixels(text: str) -> bytes:
+        image = Image.new("L", (80, 80))
+        ImageDraw.Draw(image).text((10, 10), text, fill=255, font=font)
+        return image.tobytes()
+
+    missing = pixels("\U0010fffd")
+    return {digit for digit in "0123456789" if pixels(digit) == missing}
 
 
 def draw(font: ImageFont.FreeTypeFont, text: str, rng: np.random.Generator, low_res_p: float) -> Image.Image:
