@@ -58,7 +58,7 @@ def test_a_coarse_scan_leaves_8x8_blocks_of_17_levels():
 
 
 def test_a_missing_font_without_download_is_named(tmp_path):
-    with pytest.raises(UserError, match=r"font 'caveat' is missing from .*fonts.*download=true") as info:
+    with pytest.raises(UserError, match=r"font 'caveat' is missing from .*fonts \(1 of 1 missing\).*download=true") as info:
         FontDigits(families=["caveat"], download=False).prepare(tmp_path)
     assert "\n" not in str(info.value)
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.font_digits import FontDigits
+from mnist_budget.font_digits import FontDigits, check_data_set
 from mnist_budget.mnist_files import (
     IDX_FILES,
     check_data_arguments,
@@ -174,8 +174,8 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         check_data_arguments(batch_size, eval_batch_size, val_size)
         self.spec = find_dataset(dataset)
-        if extra_train is not None and self.spec.name != "mnist":
-            raise UserError(f"extra_train=fonts draws digits, not {self.spec.name} classes: train data={dataset} without it")
+        if extra_train is not None:
+            check_data_set(self.spec.name)
         self.root = Path(os.path.expanduser(data_dir))
         self.val_size = val_size
         self.split_seed = split_seed

@@ -41,6 +41,12 @@ CANVAS = 128  # pixels a side for drawing one digit
 RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
 
 
+def check_data_set(name: str) -> None:
+    """Font digits are digits: another data set's classes (Fashion-MNIST's clothes) cannot take them."""
+    if name != "mnist":
+        raise UserError(f"extra_train=fonts draws digits, not {name} classes: train data={name} without it (data.extra_train=null)")
+
+
 def download_font(folder: Path, family: str, version: str) -> Path:
     """Fetch one @fontsource package from the npm registry and keep only its regular latin .woff."""
     url = FONTSOURCE.format(family=family, version=version)
@@ -90,17 +96,23 @@ class FontDigits:
         self.seed = seed
         self.download = download
 
+    def check_fonts(self, data_dir: Path) -> None:
+        """Refuse now (the preflight calls this too) a named family that is missing and may not be downloaded."""
+        folder = Path(data_dir) / "fonts"
+        missing = [family for family in self.families if not (folder / f"{family}.woff").is_file()]
+        if missing and not self.download:
+            raise UserError(
+                f"font {missing[0]!r} is missing from {folder} ({len(missing)} of {len(self.families)} missing): allow "
+                "data.extra_train.download=true, or put the font files there, or drop the names from data.extra_train.families"
+            )
+
     def font_files(self, data_dir: Path) -> list[Path]:
         """Every font file in ``<data_dir>/fonts``, after downloading the named families missing there."""
+        self.check_fonts(data_dir)
         folder = Path(data_dir) / "fonts"
         folder.mkdir(parents=True, exist_ok=True)
         for family in self.families:
             if not (folder / f"{family}.woff").is_file():
-                if not self.download:
-                    raise UserError(
-                        f"font {family!r} is missing from {folder}: allow data.extra_train.download=true, or put the "
-                        "font file there, or drop the name from data.extra_train.families"
-                    )
                 download_font(folder, family, self.version)
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in FONT_SUFFIXES)
 

@@ -134,6 +134,23 @@ def check_augment(cfg: DictConfig) -> None:
         raise UserError(f"augment turns 2 images of 1x28x28 into shape {tuple(augmented.shape)}: {fix}")
 
 
+def check_extra_train(cfg: DictConfig) -> None:
+    """Build the extra training digits (``extra_train=fonts``: its own checks refuse bad settings;
+    nothing is downloaded or drawn yet); refuse them beside another data set, or when fonts are
+    missing and may not be downloaded."""
+    settings = cfg.data.get("extra_train")
+    if settings is None:
+        return
+    from mnist_budget.font_digits import check_data_set
+
+    try:
+        extra = instantiate(settings)
+    except Exception as err:
+        raise _as_user_error(err, "data.extra_train cannot be built", "fix the data.extra_train.* override") from err
+    check_data_set(dataset_name(cfg))
+    extra.check_fonts(str(cfg.data.data_dir))
+
+
 def check_data_files(cfg: DictConfig) -> None:
     """Damaged data files are refused now; missing ones too unless the run may download them
     (an unknown ``data.dataset`` too)."""

@@ -14,6 +14,7 @@ from mnist_budget.validate import (
     check_augment,
     check_config,
     check_data_files,
+    check_extra_train,
     check_model,
 )
 
@@ -25,7 +26,8 @@ CHANCE_LEVEL = 0.15
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """Before the job starts: the network and the augmentation on a small batch, the checkpoint to
-    resume (a sweep's jobs each have their own folder, so ``ckpt_path`` is checked per job), the data."""
+    resume (a sweep's jobs each have their own folder, so ``ckpt_path`` is checked per job), the
+    extra training digits' settings, the data."""
     check_model(cfg)
     if cfg.get("augment"):
         check_augment(cfg)
@@ -37,6 +39,7 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
 
         model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
         checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim, dataset_name(cfg))
+    check_extra_train(cfg)
     check_data_files(cfg)
 
 
