@@ -3,6 +3,12 @@ appended to the training split alone."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -10,6 +16,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from mnist_budget import font_digits
+from mnist_budget.builders import build_datamodule
 from mnist_budget.data import MNISTDataModule
 from mnist_budget.errors import UserError
 from mnist_budget.font_digits import FontDigits, coarse_scan
@@ -71,6 +78,44 @@ def test_a_failed_font_download_says_what_to_do(tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
+def fake_package(folder, family: str, members: dict[str, bytes]) -> None:
+    """A @fontsource-shaped .tgz at ``folder/<family>-5.3.0.tgz`` holding ``members``."""
+    with tarfile.open(folder / f"{family}-5.3.0.tgz", "w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"package/files/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+
+def test_a_package_gives_its_regular_latin_woff(tmp_path, monkeypatch):
+    face = (Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf").read_bytes()
+    fake_package(tmp_path, "handy", {
+        "handy-latin-ext-400-normal.woff": b"no digits in here",
+        "handy-latin-700-normal.woff": b"bold",
+        "handy-latin-400-italic.woff": b"italic",
+        "handy-latin-400-normal.woff": face,
+    })  # fmt: skip
+    monkeypatch.setattr(font_digits, "FONTSOURCE", f"file://{tmp_path}/{{family}}-{{version}}.tgz")
+    fonts = FontDigits(families=["handy"], copies=1)
+    assert (tmp_path / "data" / "fonts").exists() is False
+    assert [p.name for p in fonts.font_files(tmp_path / "data")] == ["handy.woff"]
+    assert (tmp_path / "data" / "fonts" / "handy.woff").read_bytes() == face
+    assert fonts.load(tmp_path / "data")[1].tolist() == list(range(10))
+
+
+@pytest.mark.parametrize("members", [None, {"handy-latin-ext-400-normal.woff": b"x"}], ids=["not-a-tgz", "no-latin-woff"])
+def test_a_bad_package_is_refused_in_one_line(tmp_path, monkeypatch, members):
+    if members is None:
+        (tmp_path / "handy-5.3.0.tgz").write_bytes(b"<html>not a package</html>")
+    else:
+        fake_package(tmp_path, "handy", members)
+    monkeypatch.setattr(font_digits, "FONTSOURCE", f"file://{tmp_path}/{{family}}-{{version}}.tgz")
+    with pytest.raises(UserError, match="download failed|holds no latin .woff") as info:
+        FontDigits(families=["handy"]).prepare(tmp_path / "data")
+    assert "\n" not in str(info.value)
+    assert not list((tmp_path / "data" / "fonts").glob("handy*"))
+
+
 @pytest.mark.parametrize("arguments", [{"copies": 0}, {"copies": 1.5}, {"low_res_p": 2}])
 def test_bad_settings_are_refused(arguments):
     with pytest.raises(UserError, match="copies must be a whole number"):
@@ -116,18 +161,12 @@ def test_a_font_is_fetched_from_the_npm_registry(tmp_path):
 
 
 def test_testing_a_checkpoint_draws_no_font_digits(make_cfg):
-    from mnist_budget.builders import build_datamodule
-
     cfg = make_cfg("experiment=robust")
     assert isinstance(build_datamodule(cfg).extra_train, FontDigits)
     assert build_datamodule(cfg, training=False).extra_train is None
 
 
 def font_folder(tmp_path, *faces: str):
-    import shutil
-
-    import matplotlib
-
     (tmp_path / "fonts").mkdir()
     for face in faces:
         shutil.copy(f"{matplotlib.get_data_path()}/fonts/ttf/{face}.ttf", tmp_path / "fonts")

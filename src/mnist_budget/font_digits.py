@@ -20,7 +20,9 @@ or ``.woff`` file put there is drawn with too. The drawn digits are cached next 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
+import re
 import tarfile
 import urllib.request
 import zipfile
@@ -36,6 +38,7 @@ from mnist_budget.preprocess import ImageProblem, mnist_style
 
 FONTSOURCE = "https://registry.npmjs.org/@fontsource/{family}/-/{family}-{version}.tgz"
 FONT_SUFFIXES = (".ttf", ".otf", ".woff")
+LATIN_WOFF = re.compile(r"/[a-z0-9-]+-latin-(\d+)-normal\.woff$")  # not latin-ext, which has no digits
 RENDERER = 1  # bump when the drawing below changes, so that old caches are not reused
 CANVAS = 128  # pixels a side for drawing one digit
 RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
@@ -52,20 +55,23 @@ def download_font(folder: Path, family: str, version: str) -> Path:
     url = FONTSOURCE.format(family=family, version=version)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
-            package = response.read()
-    except OSError as err:
+            archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")
+    except (OSError, http.client.HTTPException, tarfile.TarError, EOFError) as err:
         raise UserError(
             f"font {family!r} is missing from {folder} and its download failed ({first_line(err)}, {url}): put .ttf, "
             f".otf or .woff handwriting fonts into {folder} and drop the missing names from data.extra_train.families, "
             "or train without font digits (data.extra_train=null)"
         ) from err
-    with tarfile.open(fileobj=io.BytesIO(package), mode="r:gz") as archive:
-        names = [n for n in archive.getnames() if n.endswith("-normal.woff") and "-latin-" in n]
-        if not names:
+    with archive:
+        weights = {int(m.group(1)): n for n in archive.getnames() if (m := LATIN_WOFF.search(n))}
+        if not weights:
             raise UserError(f"{url} holds no latin .woff font: drop {family!r} from data.extra_train.families")
-        regular = min(names, key=lambda n: abs(int(n.rsplit("-", 2)[-2]) - 400))  # the weight nearest 400
+        regular = weights[min(weights, key=lambda weight: abs(weight - 400))]  # the weight nearest 400
         target, partial = folder / f"{family}.woff", folder / f"{family}.woff.part"
-        partial.write_bytes(archive.extractfile(regular).read())
+        member = archive.extractfile(regular)
+        if member is None:  # a link or a folder by that name, not a file
+            raise UserError(f"{url} holds no font file at {regular}: drop {family!r} from data.extra_train.families")
+        partial.write_bytes(member.read())
         partial.replace(target)  # an interrupted download leaves no half a font behind
     return target
 
