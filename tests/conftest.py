@@ -75,10 +75,29 @@ def write_mnist(root: Path, train_count: int = 60_000, test_count: int = 10_000)
     return root
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name``, built by ``build`` once per test run and then shared read-only: under
+    pytest-xdist each worker has its own base temp folder, and their common parent holds it (a
+    file lock lets one worker build while the others wait), so that no worker repeats the work."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder, done = root / name, root / f"{name}.built"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data root with full-size (60,000 / 10,000) synthetic MNIST idx files."""
-    return write_mnist(tmp_path_factory.mktemp("mnist"))
+    """A data root with full-size (60,000 / 10,000) synthetic MNIST idx files (read-only)."""
+    return built_once(tmp_path_factory, "mnist", write_mnist)
 
 
 def with_fonts(root: Path, data_root: Path) -> Path:
@@ -133,14 +152,16 @@ def make_cfg(tmp_path: Path, mnist_root: Path) -> Callable[..., DictConfig]:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> Path:
-    """The folder of a short real training run (synthetic digits): results.json, checkpoints/last.ckpt."""
+    """The folder of a short real training run (synthetic digits): results.json, checkpoints/last.ckpt
+    (read-only: one run serves every worker)."""
     from mnist_budget.tasks.train import train
 
-    run = tmp_path_factory.mktemp("trained")
     # 5 steps (also the short schedule's smoke test); the whole test set, which eval and export score
     # too, each image once (eval_tta=false: 5x less work; tests/test_tasks.py checks eval with TTA)
-    train(compose_cfg(run, mnist_root, *SHORT_RUN, "trainer.limit_test_batches=1.0", "eval_tta=false"))
-    return run
+    def run(folder: Path) -> None:
+        train(compose_cfg(folder, mnist_root, *SHORT_RUN, "trainer.limit_test_batches=1.0", "eval_tta=false"))
+
+    return built_once(tmp_path_factory, "trained", run)
 
 
 def preflight_refusal(*args: str, run_dir: Path, data_dir: Path) -> str:
