@@ -144,11 +144,15 @@ class FontDigits:
     def load(self, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
         cache = self.prepare(data_dir)
         try:
-            with np.load(cache, allow_pickle=False) as cached:
-                return torch.from_numpy(cached["images"]), torch.from_numpy(cached["labels"]).long()
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache: draw the digits again
+            return read_cache(cache)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache: draw the digits again, once
             cache.unlink()
-            return self.load(data_dir)
+            return read_cache(self.prepare(data_dir))
+
+
+def read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(path, allow_pickle=False) as cached:
+        return torch.from_numpy(cached["images"]), torch.from_numpy(cached["labels"]).long()
 
 
 def render(fonts: Sequence[Path], copies: int, low_res_p: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
