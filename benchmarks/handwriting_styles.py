@@ -2,7 +2,7 @@
 
 MNIST was written by American census staff and students: 1s are single strokes, 7s have no bar,
 4s are mostly closed, 9s have straight tails, strokes are of one width. Other people write
-otherwise. This script generates (it keeps no data; a seed fixes every image) three kinds of
+otherwise. This script generates (it keeps no data; a seed fixes every image) four kinds of
 digit, dresses each as a file a user would have (dark ink on paper, enlarged, off-centre, PNG or
 JPEG; ``predict_quality.on_paper``), reads it through the same path as ``task=predict``
 (``load_image`` -> ``mnist_style`` -> ``classify``) and prints the accuracy per digit and per kind:
@@ -13,10 +13,16 @@ JPEG; ``predict_quality.on_paper``), reads it through the same path as ``task=pr
 - **fonts**: the digits of handwriting-like fonts that Debian packages ship (``FONTS``; those not
   installed are skipped and named; .ci/run installs them);
 - **degraded MNIST**: official *test* digits (never trained on) thickened, thinned, blurred, or
-  reduced to 8-12 pixels and enlarged again, as a low-resolution scan would leave them.
+  reduced to 8-12 pixels and enlarged again, as a low-resolution scan would leave them;
+- **scanned strokes**: the stroke styles again, each drawn anew and read through a coarse scan
+  (the ink fitted into a 32x32 bitmap and counted in 4x4 blocks, 8x8 levels of 0-16, as older
+  digit scanners stored them; ``mnist_budget.font_digits.coarse_scan``, which ``extra_train=fonts``
+  also applies to font drawings): flags merge into stems and loops open or close. Drawn last, so
+  that the other kinds' images stay what they were before this kind existed.
 
 What it does not represent: real people. The strokes are one person's idea of each style, the
-fonts are typefaces, and the degraded digits are MNIST's own writers. A model that is good here can
+fonts are typefaces, the degraded digits are MNIST's own writers, and the scan is one model of
+one kind of scanner. A model that is good here can
 still fail on a style nobody wrote down (the real test is other people's digits: see
 docs/use-a-model.md for the figures on a real non-MNIST set). Use it to compare models and
 preprocessing per digit, never as the final verdict.
@@ -39,10 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_config
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from predict_quality import encoded, on_paper
 
 from mnist_budget.data import load_mnist
+from mnist_budget.font_digits import coarse_scan
 from mnist_budget.preprocess import load_image, mnist_style
 from mnist_budget.tasks.predict import classify, is_unsure
 
@@ -128,7 +135,7 @@ FONT_ROOT = Path("/usr/share/fonts")
 
 @dataclass
 class Sample:
-    kind: str  # strokes, fonts, degraded MNIST
+    kind: str  # strokes, fonts, degraded MNIST, scanned strokes
     style: str
     digit: int
     suffix: str
@@ -177,6 +184,15 @@ def degrade(digit: np.ndarray, how: str, rng: np.random.Generator) -> Image.Imag
     return Image.fromarray(digit).resize((low, low), Image.Resampling.BOX).resize((112, 112), Image.Resampling.BICUBIC)
 
 
+def scanned_strokes(strokes: list[Stroke], rng: np.random.Generator) -> Image.Image:
+    """White ink on black: the strokes drawn (``draw_strokes``) and read through a coarse 8x8 scan;
+    drawn again in the rare case that too little ink survives the scan."""
+    while True:
+        scan = coarse_scan(ImageOps.invert(draw_strokes(strokes, rng)), rng)  # it reads dark ink on white
+        if scan is not None:
+            return ImageOps.invert(scan)
+
+
 def dressed(ink: Image.Image, rng: np.random.Generator, index: int) -> tuple[str, bytes]:
     """White-on-black ``ink`` as a user's file: dark ink on light paper, 60-300 px, PNG or JPEG."""
     ink = ink.resize((size := int(rng.integers(60, 300)), size), Image.Resampling.BICUBIC)
@@ -201,7 +217,8 @@ def installed_fonts() -> tuple[dict[str, Path], list[str]]:
 
 def samples(per_style: int, seed: int = 0) -> Iterator[Sample]:
     """The whole benchmark, in a fixed order: ``per_style`` images of each stroke style, of each
-    font's digits (spread over the fonts) and of each MNIST degradation."""
+    font's digits (spread over the fonts), of each MNIST degradation and of each stroke style
+    scanned."""
     rng = np.random.default_rng(seed)
     n = 0
     for digit, styles in STYLES.items():
@@ -221,6 +238,11 @@ def samples(per_style: int, seed: int = 0) -> Iterator[Sample]:
             digit = int(labels[index])
             yield Sample("degraded MNIST", how, digit, *dressed(degrade(images[index].numpy(), how, rng), rng, n))
             n += 1
+    for digit, styles in STYLES.items():
+        for style, strokes in styles.items():
+            for _ in range(per_style):
+                yield Sample("scanned strokes", f"{digit} {style}", digit, *dressed(scanned_strokes(strokes, rng), rng, n))
+                n += 1
 
 
 def table_rows(sample: Sample) -> tuple[str, ...]:
@@ -263,7 +285,7 @@ def confidence_line(column: str, right: list[bool], flagged: list[bool]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", metavar="CKPT")
-    parser.add_argument("--per-style", type=int, default=24, help="images per stroke style, font digit (x2) and degradation (x5)")
+    parser.add_argument("--per-style", type=int, default=24, help="images per stroke style (drawn, and again scanned), font digit (x2) and degradation (x5)")
     parser.add_argument("--tta", action="store_true", help="also score each checkpoint with predict's test-time augmentation")
     parser.add_argument("--unsure-below", type=float, help="the confidence threshold (default: unsure_below of conf/config.yaml)")
     parser.add_argument("--keep", type=Path, help="write the generated images here (default: none are kept)")
@@ -307,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     for sample in rows:
         for key in table_rows(sample):
             counts[key] += 1
-    order = [f"digit {d}" for d in range(10)] + ["strokes", "fonts", "degraded MNIST", "all"]
+    order = [f"digit {d}" for d in range(10)] + ["strokes", "fonts", "degraded MNIST", "scanned strokes", "all"]
     if column_names(args.checkpoints)[0].startswith("1: "):  # numbered: say which file each is
         print("columns: " + "; ".join(f"{n} = {c}" for n, c in enumerate(args.checkpoints, start=1)))
     print(f"{len(rows)} images ({len(fonts)} fonts); accuracy in % per digit and per kind:\n")

@@ -177,13 +177,14 @@ def test_handwriting_styles(checkpoint: Path, bench_env: Path, capsys: pytest.Ca
     hardware_lines(out)
     fonts = len(module.installed_fonts()[0])
     strokes = 2 * sum(len(styles) for styles in module.STYLES.values())
-    total = strokes + (2 * 2 * 10 if fonts else 0) + 4 * 2 * 5
+    total = 2 * strokes + (2 * 2 * 10 if fonts else 0) + 4 * 2 * 5  # strokes drawn, then scanned
     assert f"{total} images ({fonts} fonts)" in out, out
     assert len(list(kept.iterdir())) == total
     row = r" \| ".join([r"\d+\.\d"] * 4)  # two checkpoints, each without and with TTA
-    for name in [f"digit {d}" for d in range(10)] + ["strokes", "degraded MNIST", "all"]:
+    for name in [f"digit {d}" for d in range(10)] + ["strokes", "degraded MNIST", "scanned strokes", "all"]:
         assert re.search(rf"^\| {name} \| \d+ \| {row} \|$", out, re.M), (name, out)
     assert re.search(r"^\| strokes: 1 flag and foot \| 2 \| ", out, re.M), out
+    assert re.search(r"^\| scanned strokes: 9 curved tail \| 2 \| ", out, re.M), out
     assert len(re.findall(r"^- .+: \d+ of \d+ flagged", out, re.M)) == 4, out
 
 
