@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     print(accuracy_table(hits, columns, {k: counts[k] for k in order if k in counts}))
     print(f"\nflagged as unsure (top probability below {unsure_below}):")
     print("\n".join(confidence))
-    print("\nper style:\n")
+    print(f"\nper style ({per_style} images each: a row moves by several points from one draw to the next; --per-style draws more):\n")
     print(accuracy_table(hits, columns, {k: v for k, v in counts.items() if ": " in k}))
 
 
