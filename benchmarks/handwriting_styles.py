@@ -22,9 +22,9 @@ JPEG; ``predict_quality.on_paper``), reads it through the same path as ``task=pr
 
 What it does not represent: real people. The strokes are one person's idea of each style, the
 fonts are typefaces, the degraded digits are MNIST's own writers, and the scan is one model of
-one kind of scanner. A model that is good here can
-still fail on a style nobody wrote down (the real test is other people's digits: see
-docs/use-a-model.md for the figures on a real non-MNIST set). Use it to compare models and
+one kind of scanner. A model that is good here can still fail on a style nobody wrote down (the
+real test is other people's digits: see docs/use-a-model.md for the figures on a real non-MNIST
+set). Use it to compare models and
 preprocessing per digit, never as the final verdict.
 
     uv run python benchmarks/handwriting_styles.py CKPT [CKPT ...] [--per-style 24] [--tta] [--keep DIR] [--smoke]
@@ -38,7 +38,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,11 +221,16 @@ def samples(per_style: int, seed: int = 0) -> Iterator[Sample]:
     scanned."""
     rng = np.random.default_rng(seed)
     n = 0
-    for digit, styles in STYLES.items():
-        for style, strokes in styles.items():
-            for _ in range(per_style):
-                yield Sample("strokes", f"{digit} {style}", digit, *dressed(draw_strokes(strokes, rng), rng, n))
-                n += 1
+
+    def each_style(kind: str, draw: Callable[[list[Stroke], np.random.Generator], Image.Image]) -> Iterator[Sample]:
+        nonlocal n
+        for digit, styles in STYLES.items():
+            for style, strokes in styles.items():
+                for _ in range(per_style):
+                    yield Sample(kind, f"{digit} {style}", digit, *dressed(draw(strokes, rng), rng, n))
+                    n += 1
+
+    yield from each_style("strokes", draw_strokes)
     fonts, _ = installed_fonts()
     for k in range(per_style * 2 if fonts else 0):
         name, path = list(fonts.items())[k % len(fonts)]
@@ -238,11 +243,7 @@ def samples(per_style: int, seed: int = 0) -> Iterator[Sample]:
             digit = int(labels[index])
             yield Sample("degraded MNIST", how, digit, *dressed(degrade(images[index].numpy(), how, rng), rng, n))
             n += 1
-    for digit, styles in STYLES.items():
-        for style, strokes in styles.items():
-            for _ in range(per_style):
-                yield Sample("scanned strokes", f"{digit} {style}", digit, *dressed(scanned_strokes(strokes, rng), rng, n))
-                n += 1
+    yield from each_style("scanned strokes", scanned_strokes)
 
 
 def table_rows(sample: Sample) -> tuple[str, ...]:
