@@ -15,26 +15,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from mnist_budget.hardware import flush_denormals
-
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 REAL_DATA = ROOT.parent / "shared" / "data"
 
-# Under pytest-xdist (``-n auto``, pyproject.toml) the test processes share the cores: more torch
-# threads than cores make every training step several times slower.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    torch.set_num_threads(max(1, torch.get_num_threads() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
-# Denormal floats computed as zero, as run.py does by default (flush_denormal in conf/config.yaml)
-# and as the benchmarks the tests call in this process set it.
-flush_denormals(True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Set up each process that runs tests. pytest-xdist's controller (``-n auto``, pyproject.toml)
+    runs none, so it skips this and never imports torch (5-10 s on 2 cores, before any worker starts)."""
+    if config.getoption("numprocesses", default=None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import torch
+
+    from mnist_budget.hardware import flush_denormals
+
+    # The test processes share the cores: more torch threads than cores make every training step
+    # several times slower.
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        torch.set_num_threads(max(1, torch.get_num_threads() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    # Denormal floats computed as zero, as run.py does by default (flush_denormal in conf/config.yaml)
+    # and as the benchmarks the tests call in this process set it.
+    flush_denormals(True)
 
 # The one short run for tests: a few batches of every stage, the whole loop (checkpoints, logs,
 # schedule, test, figures) in seconds.
