@@ -1,4 +1,4 @@
-"""Command line: ``python run.py [task=train|eval|predict|export] [group=option ...] [key=value ...]``; ``-m`` sweeps.
+"""Command line: ``python run.py [task=train|eval|predict|export|serve] [group=option ...] [key=value ...]``; ``-m`` sweeps.
 
 ``task=<name>`` picks conf/task/<name>.yaml, which names the function that runs it
 (``task_function``, see src/mnist_budget/tasks/__init__.py).

@@ -40,7 +40,7 @@ def test_fast_cnn_default_has_its_stated_parameter_count(make_cfg):
 
 
 def test_fast_cnn_pools_after_one_convolution():
-    """The design's point: the second convolution already sees 13x13 maps (README, Performance)."""
+    """The design's point: the second convolution already sees 13x13 maps (docs/performance.md)."""
     from mnist_budget.models.fast_cnn import FastCNN
 
     shapes = []

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from mnist_budget.models import count_parameters
 
-# experiment: (parameters under, epochs at most), the targets of README's "Records" table
+# experiment: (parameters under, epochs at most), the targets of docs/records.md's table
 RECORDS = {"record_20k": (20_000, 20), "record_8k": (8_000, 15), "record_4k": (4_000, 20)}
 
 

@@ -4,7 +4,7 @@ A CPU without native bf16 (AVX2 only: no avx512_bf16, no AMX) emulates bf16 auto
 makes a training step several times slower than fp32; a CPU or GPU with native bf16 runs it
 faster than fp32. So ``trainer.precision: auto`` and ``callbacks.memory_format.layout: auto`` are
 resolved here, from what torch reports about the device, before the Trainer is built. An explicit
-value always wins. The measurements behind each rule are in the README's Performance section.
+value always wins. The measurements behind each rule are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def resolve_precision(requested: str | int, device: str) -> str:
 def resolve_layout(requested: str, device: str) -> str:
     """``auto`` -> channels_last (NHWC) on a CPU or a CUDA GPU (cuDNN's preferred layout), contiguous
     (NCHW) elsewhere (MPS). On CPU: the default network (pool_first) trained 1.4x faster in NHWC,
-    with native bf16 and limited to AVX2 alike (docs/performance.md, Levers)."""
+    with native bf16 and limited to AVX2 alike (docs/performance.md, "Half the time")."""
     if requested == AUTO:
         return "channels_last" if device in ("cpu", "cuda") else "contiguous"
     if requested not in LAYOUTS:

@@ -55,8 +55,8 @@ def set_threads(requested: int | str, trainer: Any) -> int:
     sweep jobs, CPU DDP processes); a number is used as is.
 
     Processes that each start one thread per core fight over the cores: a 4-job sweep of two
-    jobs at a time with 2 threads each took 237 s against 49 s with 1 thread each (README,
-    "Scale out").
+    jobs at a time with 2 threads each took 237 s against 49 s with 1 thread each (docs/scale-out.md,
+    "Parallel jobs on one machine").
     """
     if str(requested) == "auto":
         processes = parallel_jobs() * cpu_processes(trainer)

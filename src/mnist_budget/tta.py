@@ -1,7 +1,7 @@
 """Test-time augmentation (TTA): the mean class probability over an image and its one-pixel shifts.
 
 One rule for every place that evaluates with TTA: ``task=predict tta=true`` (on the user's
-images) and ``eval_tta=true`` (conf/config.yaml: validation and test of a training run, and
+images) and ``eval_tta=true`` (conf/evaluation/: validation and test of a training run, and
 ``task=eval``), so that a figure measured with TTA on validation means the same on the test set.
 """
 
