@@ -7,9 +7,10 @@ import torch
 from conftest import malicious_checkpoint
 
 from mnist_budget.checkpoint_io import AtomicCheckpointIO
-from mnist_budget.checkpoints import load_checkpoint
-from mnist_budget.resume import first_difference, resolve_checkpoint_path
+from mnist_budget.checkpoints import load_checkpoint, load_network
 from mnist_budget.errors import UserError
+from mnist_budget.models import build_network
+from mnist_budget.resume import checkpoint_to_resume, first_difference, resolve_checkpoint_path
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
@@ -32,6 +33,47 @@ def test_checkpoint_whose_unpickling_runs_code_is_refused_without_running_it(tmp
     with pytest.raises(UserError, match=r"is not a safe, readable checkpoint"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["top", "nested"])
+def test_a_saved_network_config_may_build_only_this_projects_networks(tmp_path, where):
+    """weights_only=True makes unpickling safe, but the network is rebuilt from the saved config: a
+    ``_target_`` there must not reach any other callable (here builtins.open, which would create a file)."""
+    marker = tmp_path / "code-ran"
+    opener = {"_target_": "builtins.open", "_args_": [str(marker), "w"]}
+    net = opener if where == "top" else {"_target_": "mnist_budget.models.fast_cnn.FastCNN", "channels": [opener]}
+    path = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": {"name": "fast_cnn", "net": net}}}, path)
+    with pytest.raises(UserError, match=r"asks to build 'builtins.open', which is not one of this project's networks"):
+        load_network(path)
+    assert not marker.exists()
+
+
+def test_a_model_config_that_builds_no_network_is_refused():
+    with pytest.raises(UserError, match=r"model.net built a dict, not a network"):
+        build_network({"_target_": "builtins.dict"}, "odd")
+
+
+@pytest.mark.parametrize("fields", [
+    {"state_dict": [1, 2], "hyper_parameters": {}},
+    {"state_dict": {"w": "not a tensor"}},
+    {"state_dict": {}, "hyper_parameters": None},
+    {"state_dict": {}, "hyper_parameters": {"model": None}},
+], ids=["state-dict-a-list", "not-tensors", "hparams-none", "model-none"])  # fmt: skip
+def test_a_checkpoint_of_the_wrong_shape_is_refused_in_one_line(tmp_path, fields):
+    path = tmp_path / "odd.ckpt"
+    torch.save(fields, path)
+    with pytest.raises(UserError, match=r"odd.ckpt is not a Lightning checkpoint of this project"):
+        load_checkpoint(path)
+
+
+def test_resuming_from_weights_alone_is_refused_before_training(tmp_path):
+    """A weights-only save (ModelCheckpoint's save_weights_only) has no optimiser or loop state to resume."""
+    model, optim = {"name": "fast_cnn"}, {"lr": 0.4}
+    path = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {}, "epoch": 1, "global_step": 10, "hyper_parameters": {"model": model, "optim": optim}}, path)
+    with pytest.raises(UserError, match=r"not the training state a run resumes from \(no loops, optimizer_states, lr_schedulers\)"):
+        checkpoint_to_resume(str(path), tmp_path, model, optim)
 
 
 def test_truncated_and_missing_checkpoints_are_refused(tmp_path):

@@ -19,6 +19,8 @@ from mnist_budget.errors import UserError, first_line
 from mnist_budget.mnist_files import DataSet, find_dataset
 from mnist_budget.models import build_network
 
+NETWORKS_PACKAGE = "mnist_budget.models."
+
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
     """A Lightning checkpoint as plain tensors and values, loaded without running any pickled code.
@@ -32,7 +34,9 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
         raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not (isinstance(checkpoint, dict) and is_weights(checkpoint.get("state_dict"))
+            and isinstance(checkpoint.get("hyper_parameters", {}), dict)
+            and isinstance(checkpoint.get("hyper_parameters", {}).get("model", {}), dict)):
         raise UserError(f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/")
     saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
     if model_name is not None and saved != model_name:
@@ -40,6 +44,34 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
             f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
         )
     return checkpoint
+
+
+def is_weights(state_dict: Any) -> bool:
+    """A state dict: names mapped to tensors (what ``load_state_dict`` takes)."""
+    return isinstance(state_dict, dict) and all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+    )
+
+
+def check_network_targets(net: Any, source: str) -> None:
+    """Refuse a saved network config that names anything but this package's networks.
+
+    ``weights_only=True`` keeps unpickling from running code, but the network is rebuilt from the
+    config saved beside the weights (Hydra's instantiate): a ``_target_`` there, at any depth, could
+    name any importable callable (``os.system``). Only ``mnist_budget.models.*`` may be built.
+    """
+    if isinstance(net, dict):
+        target = net.get("_target_")
+        if target is not None and not (isinstance(target, str) and target.startswith(NETWORKS_PACKAGE)):
+            raise UserError(
+                f"{source} asks to build {target!r}, which is not one of this project's networks "
+                f"({NETWORKS_PACKAGE}*): use a checkpoint from this project's runs"
+            )
+        for value in net.values():
+            check_network_targets(value, source)
+    elif isinstance(net, list):
+        for value in net:
+            check_network_targets(value, source)
 
 
 def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -53,6 +85,7 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     model = hparams.get("model") or {}
     if "net" not in model:
         raise UserError(f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs")
+    check_network_targets(model["net"], f"ckpt_path={path}")
     net = build_network(model["net"], str(model.get("name")))
     weights = {key[len("net."):]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
     try:

@@ -64,15 +64,19 @@ def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
     return path
 
 
+# What Lightning restores when it resumes (a weights-only save, save_weights_only=true, lacks the last four).
+TRAINING_STATE = ("epoch", "global_step", "loops", "optimizer_states", "lr_schedulers")
+
+
 def checkpoint_to_resume(
     ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist"
 ) -> tuple[Path | None, dict[str, Any]]:
     """The checkpoint a run resumes from (``last``, ``auto``: ``run_dir``'s) and its contents
     (``None, {}`` for ``auto`` in a folder without one).
 
-    Refused in one line: a file that is missing or unsafe, or one written with other model or
+    Refused in one line: a file that is missing or unsafe, one written with other model or
     optimiser settings or on another data set (a resumed run must continue the same recipe to
-    match an uninterrupted one).
+    match an uninterrupted one), or one that holds weights without the training state.
     """
     path = resolve_checkpoint_path(ckpt_path, run_dir)
     if path is None:
@@ -84,6 +88,12 @@ def checkpoint_to_resume(
         difference = first_difference(was, current, group)
         if difference:
             raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    missing = [key for key in TRAINING_STATE if key not in checkpoint]
+    if missing:
+        raise UserError(
+            f"ckpt_path={path} holds weights but not the training state a run resumes from (no {', '.join(missing)}): "
+            "resume from a run's checkpoints/last.ckpt, or use this file with task=eval|predict|export"
+        )
     return path, checkpoint
 
 

@@ -15,13 +15,19 @@ def build_network(net: Mapping[str, Any], name: str) -> nn.Module:
     from hydra.utils import instantiate
 
     try:
-        return instantiate(net)
+        network = instantiate(net)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the network's own error
         refusal = find_user_error(err)
         if refusal is not None:
             raise refusal from err
         reason = first_line(err.__cause__ or err).rstrip(".")
         raise UserError(f"model {name} cannot be built from model.net ({reason}): fix the model.* override") from err
+    if not isinstance(network, nn.Module):
+        raise UserError(
+            f"model {name}: model.net built a {type(network).__name__}, not a network (torch.nn.Module): "
+            "point model.net._target_ at a network class"
+        )
+    return network
 
 
 def count_parameters(net: nn.Module) -> int:
