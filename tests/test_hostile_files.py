@@ -44,6 +44,12 @@ def hostile_folder(folder: Path) -> tuple[set[str], set[str]]:
         "animated.gif": folder / "animated.gif",
         "enormous.png": folder / "enormous.png",
         "link_to_good.png": folder / "link_to_good.png",
+        # Over 1,024 px, so reduced while loading, in modes Pillow's reduce does not take itself:
+        "big_bilevel_scan.png": saved(photo.convert("L").resize((1600, 1600)).convert("1"), folder / "big_bilevel_scan.png"),
+        "big_palette.png": saved(photo.resize((1600, 1600)).convert("P", palette=Image.Palette.ADAPTIVE), folder / "big_palette.png"),
+        "big_sixteen_bit.png": saved(Image.fromarray((255 - np.asarray(photo.convert("L").resize((1600, 1600)), np.uint16)) * 257),
+                                     folder / "big_sixteen_bit.png"),  # fmt: skip
+        "lab.tif": saved(photo.convert("LAB"), folder / "lab.tif"),  # Pillow turns LAB into RGB, not straight to grey
     }
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": the pixels are stored turned

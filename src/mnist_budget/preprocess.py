@@ -52,7 +52,7 @@ def load_image(source: Path | bytes) -> Image.Image:
             image.load()
             image = ImageOps.exif_transpose(image)  # photos from phones carry their rotation in EXIF
             factor = -(-max(image.size) // WORKING_SIZE)  # rounded up: at most WORKING_SIZE a side
-            return image.reduce(factor) if factor > 1 else image
+            return reducible(image).reduce(factor) if factor > 1 else image
     except ImageProblem:
         raise
     except Image.DecompressionBombError as err:
@@ -65,9 +65,29 @@ def load_image(source: Path | bytes) -> Image.Image:
         raise ImageProblem(f"damaged image ({first_line(err)})") from err
 
 
+def reducible(image: Image.Image) -> Image.Image:
+    """The image in a mode that Pillow's ``reduce`` takes: bilevel scans become grey, palette
+    images colour (with their transparency), 16-bit images 32-bit integers (the same values)."""
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode.startswith("I;16"):
+        return image.convert("I")
+    return image
+
+
 def to_gray(image: Image.Image) -> np.ndarray:
     """A float array in [0, 1]; transparent pixels count as white paper, 16-bit and float images
-    are scaled from their own range (Pillow's convert to 8 bits would clip them)."""
+    are scaled from their own range (Pillow's convert to 8 bits would clip them). A colour mode
+    Pillow cannot turn grey is an ``ImageProblem`` like any other unreadable file."""
+    try:
+        return gray_values(image)
+    except (ValueError, OSError) as err:
+        raise ImageProblem(f"colour mode {image.mode} cannot be read as grey ({first_line(err)})") from err
+
+
+def gray_values(image: Image.Image) -> np.ndarray:
     if image.mode.startswith("I;16"):
         return np.asarray(image, dtype=np.float32) / 65535.0
     if image.mode in ("I", "F"):
@@ -78,6 +98,8 @@ def to_gray(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)
+    if image.mode == "LAB":  # Pillow converts LAB to RGB, not straight to grey
+        image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
