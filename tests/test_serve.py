@@ -111,6 +111,18 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, request_parts, status
     assert call(server, "GET", "/health")[0] == 200  # still up
 
 
+def test_a_chunked_body_without_a_length_is_counted_against_the_limit(server):
+    """A chunked upload declares no Content-Length: the server counts what arrives instead."""
+    body, headers = form(("file", "big.png", b"0" * 300_000))
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+    chunks = (body[start : start + 16_384] for start in range(0, len(body), 16_384))
+    connection.request("POST", "/predict", body=chunks, headers=headers, encode_chunked=True)
+    response = connection.getresponse()
+    answer = json.loads(response.read().decode())
+    assert response.status == 413 and "over the limit of 200,000 bytes" in answer["error"], answer
+    assert call(server, "GET", "/health")[0] == 200  # still up
+
+
 def test_wrong_content_type_and_empty_body(server):
     status, answer = call(server, "POST", "/predict", b'{"image": 1}', {"Content-Type": "application/json"})
     assert status == 415 and "multipart/form-data" in answer["error"]

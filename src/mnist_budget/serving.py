@@ -70,6 +70,25 @@ def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_belo
     return answers
 
 
+def counted(request: Request, limit: int) -> Request:
+    """The same request, its body counted as it arrives: reading past ``limit`` bytes raises a 413.
+
+    The Content-Length check alone is not enough: a chunked upload declares no length, and Starlette
+    limits the size of a form's text fields but not of its files.
+    """
+    received = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise HTTPException(413, f"the body is over the limit of {limit:,} bytes")
+        return message
+
+    return Request(request.scope, receive)
+
+
 def create_app(classify: Classify, model: str, limits: Limits, unsure_below: float) -> FastAPI:
     """The FastAPI application: ``/`` (the page), ``/health``, ``POST /predict``, ``/docs``."""
     app = FastAPI(title="mnist-budget", description=f"Reads handwritten digits with {model}.")
@@ -95,10 +114,13 @@ def create_app(classify: Classify, model: str, limits: Limits, unsure_below: flo
         if declared > limits.max_body_bytes:
             return problem(413, f"the body is {declared:,} bytes, over the limit of {limits.max_body_bytes:,}")
         try:
-            form = await request.form(max_files=limits.max_files, max_part_size=limits.max_body_bytes)
+            form = await counted(request, limits.max_body_bytes).form(
+                max_files=limits.max_files, max_part_size=limits.max_body_bytes
+            )
         except (MultiPartException, HTTPException) as err:  # Starlette says "Too many files" with an HTTPException
             reason = getattr(err, "detail", None) or str(err)
-            return problem(413 if "Too many files" in reason else 400, f"the form cannot be read ({reason})")
+            too_much = getattr(err, "status_code", None) == 413 or "Too many files" in reason
+            return problem(413 if too_much else 400, f"the form cannot be read ({reason})")
         uploads = [value for value in form.getlist("file") if isinstance(value, UploadFile)]
         if not uploads:
             return problem(400, "no 'file' field in the form: send each image as a 'file' field")
