@@ -125,13 +125,14 @@ def test_a_resume_keeps_the_data_set_and_old_checkpoints_count_as_mnist(tmp_path
     from mnist_budget.resume import checkpoint_to_resume
 
     model, optim = {"name": "fast_cnn", "net": {"channels": [8]}}, {"lr": 0.2}
+    training_state = {"epoch": 0, "global_step": 3, "loops": {}, "optimizer_states": [], "lr_schedulers": []}
     hparams = {"model": model, "optim": optim, "dataset": "fashion_mnist"}
     path = tmp_path / "checkpoints" / "last.ckpt"
     path.parent.mkdir()
-    torch.save({"hyper_parameters": hparams, "state_dict": {}, "epoch": 0, "global_step": 3}, path)
+    torch.save({"hyper_parameters": hparams, "state_dict": {}, **training_state}, path)
     assert checkpoint_to_resume("last", tmp_path, model, optim, "fashion_mnist")[0] == path
     with pytest.raises(UserError, match=r"with data.dataset=mnist \(the checkpoint has fashion_mnist\)"):
         checkpoint_to_resume("last", tmp_path, model, optim, "mnist")
     del hparams["dataset"]
-    torch.save({"hyper_parameters": hparams, "state_dict": {}, "epoch": 0, "global_step": 3}, path)
+    torch.save({"hyper_parameters": hparams, "state_dict": {}, **training_state}, path)
     assert checkpoint_to_resume("last", tmp_path, model, optim, "mnist")[0] == path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,22 @@ def test_export_refuses_an_unknown_format(trained, mnist_root, tmp_path):
     assert "format=tflite is not supported" in line
 
 
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [(("task=predict", "input={image}", "predict_batch_size=0"), "predict_batch_size=0 is invalid: it must be a positive integer"),
+     (("task=predict", "input={image}", "output={image}/table.csv"), "is a file, not a folder: choose another output"),
+     (("task=export", "tolerance=abc"), "tolerance='abc' is invalid: it must be a positive number"),
+     (("task=export", "output={image}/model.onnx"), "is a file, not a folder: choose another output")],
+    ids=["predict-batch-0", "predict-output-under-a-file", "export-tolerance", "export-output-under-a-file"],
+)  # fmt: skip
+def test_a_task_setting_that_would_fail_after_the_work_is_refused_first(trained, mnist_root, tmp_path, overrides, fragment):
+    """Each of these used to pass the preflight and stop with a traceback once the work was done."""
+    image = saved(Image.fromarray(mnist_seven()), tmp_path / "seven.png")
+    args = [arg.format(image=image) for arg in overrides]
+    line = preflight_refusal(*args, f"ckpt_path={trained}", run_dir=tmp_path / "run", data_dir=mnist_root)
+    assert fragment in line and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("unsure_below", "flagged"), [(0.0, "false"), (1.01, "true")])
 def test_predict_flags_digits_below_the_confidence_threshold(trained, make_cfg, tmp_path, capsys, unsure_below, flagged):
     files = write_inputs(tmp_path / "inputs")
@@ -301,8 +318,20 @@ def test_tta_shifts_move_ink_and_let_none_wrap_round():
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [("backend=tensorrt", "backend=tensorrt is unknown"), ("port=70000", "port=70000 is invalid"),
-     ("workers=0", "workers=0 is invalid: it must be an integer of at least 1")],  # fmt: skip
+     ("workers=0", "workers=0 is invalid: it must be an integer of at least 1"),
+     ("max_files=-3", "max_files=-3 is invalid: it must be a positive integer"),
+     ("max_body_bytes=abc", "max_body_bytes='abc' is invalid: it must be a positive integer"),
+     ("host=no-such-host.invalid", "cannot listen on host=no-such-host.invalid")],  # fmt: skip
 )
 def test_serve_refuses_bad_settings_before_starting(trained, mnist_root, tmp_path, override, fragment):
     line = preflight_refusal("task=serve", f"ckpt_path={trained}", override, run_dir=tmp_path / "serve", data_dir=mnist_root)
     assert fragment in line and not (tmp_path / "serve").exists()
+
+
+def test_serve_refuses_a_port_in_use_before_loading_anything(trained, mnist_root, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = preflight_refusal("task=serve", f"ckpt_path={trained}", f"port={port}", run_dir=tmp_path / "serve", data_dir=mnist_root)
+    assert f"cannot listen on host=127.0.0.1 port={port}" in line and "pick another port=" in line

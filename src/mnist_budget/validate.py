@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -156,6 +157,32 @@ def check_data_files(cfg: DictConfig) -> None:
     (an unknown ``data.dataset`` too)."""
     name = dataset_name(cfg)
     check_mnist_files(raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name)
+
+
+def positive_int(cfg: DictConfig, key: str, what: str) -> int:
+    """A task's setting that must be a positive integer (a count or a size), or a one-line refusal."""
+    value = cfg.get(key)
+    if not is_positive_int(value):
+        raise UserError(f"{key}={value!r} is invalid: it must be a positive integer ({what})")
+    return int(value)
+
+
+def positive_number(cfg: DictConfig, key: str, what: str) -> float:
+    """A task's setting that must be a positive number, or a one-line refusal."""
+    value = cfg.get(key)
+    if not _number(lambda v: v > 0)(value):
+        raise UserError(f"{key}={value!r} is invalid: it must be a positive number ({what})")
+    return float(value)
+
+
+def check_output_path(key: str, path: Path) -> None:
+    """A file a task will write: refused now if a file stands where one of its folders must be
+    (the folders themselves are made when it is written)."""
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"{key}={path} cannot be written: {folder} is a file, not a folder: choose another {key}")
+            return
 
 
 def required(cfg: DictConfig, key: str, what: str) -> str:

@@ -25,7 +25,7 @@ from mnist_budget.errors import UserError
 from mnist_budget.hardware import describe, hardware_line
 from mnist_budget.mnist_files import DATASETS, DataSet, normalise
 from mnist_budget.models import count_parameters
-from mnist_budget.validate import check_data_files
+from mnist_budget.validate import check_data_files, check_output_path, positive_number
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,10 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     the data set it learnt."""
     _, hparams = network_of(cfg)
     check_format(str(cfg.format))
+    if cfg.get("output"):
+        check_output_path("output", Path(str(cfg.output)))
     if cfg.get("verify", True):
+        positive_number(cfg, "tolerance", "the largest logit difference accepted")
         check_dataset(cfg, hparams)
         check_data_files(cfg)
 

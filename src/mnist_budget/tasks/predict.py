@@ -18,7 +18,7 @@ from mnist_budget.errors import UserError, first_line
 from mnist_budget.mnist_files import DATASETS, DataSet
 from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
 from mnist_budget.tta import mean_probabilities
-from mnist_budget.validate import required
+from mnist_budget.validate import check_output_path, positive_int, required
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,11 @@ def find_inputs(spec: str) -> list[Path]:
 
 
 def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """A checkpoint whose network loads, and inputs that exist."""
+    """A checkpoint whose network loads, inputs that exist, a batch size and a table it can write."""
     network_of(cfg)
     find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    positive_int(cfg, "predict_batch_size", "images per forward pass")
+    check_output_path("output", run_dir / str(cfg.output))
 
 
 def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], list[torch.Tensor]]:
@@ -142,6 +144,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         else:
             print(f"{p.path}: skipped ({p.error})")
     table = output_dir / str(cfg.output)
+    table.parent.mkdir(parents=True, exist_ok=True)
     write_table(predictions, table)
     unsure = sum(bool(p.unsure) for p in readable)
     log.info(

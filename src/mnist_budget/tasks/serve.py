@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError
+from mnist_budget.validate import positive_int
 from mnist_budget.mnist_files import normalise
 
 if TYPE_CHECKING:  # imported when serving starts: the other tasks need neither
@@ -45,6 +46,22 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
         raise UserError(f"port={cfg.port!r} is invalid: it must be an integer from 1 to 65535")
     if not (isinstance(cfg.workers, int) and cfg.workers >= 1):
         raise UserError(f"workers={cfg.workers!r} is invalid: it must be an integer of at least 1 (server processes)")
+    positive_int(cfg, "max_body_bytes", "the largest request accepted, in bytes")
+    positive_int(cfg, "max_files", "images per request")
+    check_can_listen(str(cfg.host), cfg.port)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind the address once and let it go: a port in use or an unknown host is refused now, in one
+    line, rather than by uvicorn after the network has been loaded (and exported)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+    except OSError as err:
+        raise UserError(f"cannot listen on host={host} port={port} ({err.strerror or err}): pick another port= (or host=)") from err
 
 
 def classifier(cfg: Any, threads: int | None = None) -> tuple:
