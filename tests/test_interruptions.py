@@ -78,6 +78,24 @@ def test_a_signal_saves_the_step_and_the_resumed_run_ends_the_same(
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_an_epochs_last_step_stops_after_the_epoch_and_resumes_the_same(
+    uninterrupted, tmp_path, mnist_root, signal_handlers
+):
+    """Ctrl-C noted in an epoch's last step (sent as step 11 ends, the 12th is the last): the epoch
+    ends and saves as usual, and the run stops before the next one; in the run's last step, the run
+    simply ends."""
+    run = tmp_path / "interrupted"
+    with pytest.raises(Interrupted) as stopped:
+        train(compose_cfg(run, mnist_root, *RUN, signal_at(11, signal.SIGINT)))
+    assert f"interrupted by SIGINT in epoch 1, saved at step 12 in {run / 'checkpoints' / 'last.ckpt'}" in str(stopped.value)
+    train(compose_cfg(run, mnist_root, *RUN, "ckpt_path=last"))
+    assert history(run) == history(uninterrupted)
+    last_step = tmp_path / "last-step"
+    train(compose_cfg(last_step, mnist_root, *RUN, signal_at(23, signal.SIGINT)))  # no Interrupted: the run is over
+    assert history(last_step) == history(uninterrupted)
+
+
+@pytest.mark.slow
 def test_a_schedulers_warning_is_handed_over_after_the_save_and_auto_resumes(uninterrupted, tmp_path, mnist_root, signal_handlers):
     handed = []
     signal.signal(signal.SIGUSR2, lambda signum, frame: handed.append(signum))  # stands in for submitit's requeue

@@ -210,6 +210,11 @@ class Interruption(Callback):
     (mnist_budget.checkpoint_io), so a second Ctrl-C cannot corrupt it. A second Ctrl-C before the
     step ends, or one outside training (validation, test), stops at once: then ``last.ckpt`` is the
     last periodic save.
+
+    A stop asked for in an epoch's last step waits for the epoch's end: a checkpoint between that
+    step and the epoch's validation would resume by skipping both (see ``LastCheckpoint``). The
+    epoch validates and saves as usual and the run stops as the next epoch starts, from that save;
+    in the run's very last step there is nothing left to resume, and the run ends normally.
     """
 
     WARNINGS = (signal.SIGUSR1, signal.SIGUSR2)
@@ -217,6 +222,7 @@ class Interruption(Callback):
     def __init__(self) -> None:
         self.requested: signal.Signals | None = None  # the signal that asked for a stop at the step's end
         self.stopped: dict[str, Any] | None = None
+        self.at_epoch_end = False  # the stop came in an epoch's last step: LastCheckpoint's save at its end is the one
         self._previous: dict[int, Any] = {}  # signal -> the handler it had before training
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -237,10 +243,19 @@ class Interruption(Callback):
         return handler
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.requested:
+        if not self.requested:
+            return
+        if batch_idx + 1 < trainer.num_training_batches:
+            raise KeyboardInterrupt
+        self.at_epoch_end = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_epoch_end:
             raise KeyboardInterrupt
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.at_epoch_end:
+            log.info("%s came in the run's last step: nothing is left to resume, so the run ends normally", self.requested.name)
         self._restore_handler()
 
     def _restore_handler(self) -> None:
@@ -257,7 +272,9 @@ class Interruption(Callback):
         name = "SIGTERM" if isinstance(exception, SIGTERMException) else (self.requested or signal.SIGINT).name
         folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and cb.dirpath]
         path = Path(folders[0] if folders else Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
-        if clean:
+        if clean and self.at_epoch_end and path.is_file() and load_checkpoint(path)["global_step"] == trainer.global_step:
+            step = trainer.global_step  # LastCheckpoint saved it as the epoch ended
+        elif clean:
             held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 trainer.save_checkpoint(path)
@@ -267,7 +284,8 @@ class Interruption(Callback):
             step = trainer.global_step
         else:
             step = int(load_checkpoint(path)["global_step"]) if path.is_file() else None
-        self.stopped = {"signal": name, "epoch": trainer.current_epoch + 1, "step": step,
+        epoch = trainer.current_epoch + (0 if self.at_epoch_end else 1)  # at an epoch's end: the one that ended
+        self.stopped = {"signal": name, "epoch": epoch, "step": step,
                         "checkpoint": str(path) if step is not None else None, "saved_now": bool(clean)}  # fmt: skip
         if callable(forward):
             forward(self.requested, None)  # the scheduler's own handler: submitit requeues the job here
