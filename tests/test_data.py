@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import lightning as L
@@ -74,6 +75,25 @@ def test_batches_cover_the_split_once_per_epoch(mnist_root):
     assert torch.equal(seen, datamodule.splits["val"].tensors[1])
     sizes = [len(labels) for _, labels in datamodule.train_dataloader()]
     assert sum(sizes) == 59_950 and max(sizes) == 7
+
+
+@pytest.mark.parametrize(
+    ("saved", "fragment"),
+    [({"world_size": 2}, "trained in 2 processes, this run has 1"),
+     ({"shuffle": [True, 7]}, "data.shuffle, data.shuffle_seed = [True, 7], this run has [True, 0]"),
+     ({}, None)],  # fmt: skip
+    ids=["other-process-count", "other-shuffle", "from-before-these-were-saved"],
+)
+def test_a_resume_continues_the_same_batch_order_or_is_refused(mnist_root, saved, fragment):
+    """The saved data position means something only for the same shuffle shared out among as many processes."""
+    datamodule = MNISTDataModule(str(mnist_root), val_size=50, batch_size=512, download=False)
+    datamodule.setup()
+    datamodule.load_state_dict({"train_size": 59_950, "batch_size": 512, "epoch": 0, "trained_batches": 3, **saved})
+    if fragment is None:
+        assert len(list(datamodule.train_dataloader())) == len(datamodule.train_batches) - 3  # resumed after 3 batches
+    else:
+        with pytest.raises(UserError, match=re.escape(fragment)):
+            datamodule.train_dataloader()
 
 
 class CountingAugment(nn.Module):

@@ -247,6 +247,8 @@ class MNISTDataModule(L.LightningDataModule):
         return {
             "train_size": len(self.splits["train"]),
             "batch_size": self.batch_size,
+            "world_size": self.trainer.world_size,  # the processes that share out each epoch (DDP)
+            "shuffle": [self.shuffle, self.shuffle_seed],
             "epoch": self.trainer.current_epoch,
             "trained_batches": self.train_batches.trained,
         }
@@ -265,6 +267,19 @@ class MNISTDataModule(L.LightningDataModule):
                 f"the checkpoint was trained with {state['train_size']} training images in batches of "
                 f"{state['batch_size']}, this run has {size} in batches of {self.batch_size}: resume with "
                 "the data.* settings of the run that wrote it"
+            )
+        # (Checkpoints from before these were saved have neither: they resume as before.)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if state.get("world_size", world) != world:
+            raise UserError(
+                f"the checkpoint was trained in {state['world_size']} processes, this run has {world}: each epoch's "
+                "batches are shared out among them, so resume with the trainer settings of the run that wrote it"
+            )
+        shuffle = [self.shuffle, self.shuffle_seed]
+        if list(state.get("shuffle", shuffle)) != shuffle:
+            raise UserError(
+                f"the checkpoint was trained with data.shuffle, data.shuffle_seed = {state['shuffle']}, this run has "
+                f"{shuffle}: resume with the data.* settings of the run that wrote it"
             )
         # Saved at an epoch's end, the next epoch has another number and starts from its beginning.
         self.train_batches.resume_at = (state["epoch"], state["trained_batches"])
