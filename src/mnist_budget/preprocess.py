@@ -20,7 +20,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.ndimage import maximum_filter
 
 from mnist_budget.errors import first_line
-
 from mnist_budget.mnist_files import normalise  # noqa: F401 - re-exported: the one normalisation
 
 FIELD = 28  # output size
@@ -159,6 +158,18 @@ def mnist_style(image: Image.Image) -> torch.Tensor:
     if small.max() > 0:
         small = small / small.max()
     return torch.from_numpy(centre_by_mass(small)).unsqueeze(0)
+
+
+def read_digit(source: Path | bytes) -> torch.Tensor:
+    """``mnist_style(load_image(source))``, the one way task=predict and the server read a user's file:
+    whatever goes wrong on the way is an ``ImageProblem`` naming it, so that one bad file is listed
+    (predict) or answered with a 4xx (serve) and the others are still read."""
+    try:
+        return mnist_style(load_image(source))
+    except ImageProblem:
+        raise
+    except Exception as err:  # noqa: BLE001 - a file Pillow or numpy trips over in a way not foreseen
+        raise ImageProblem(f"cannot be processed ({type(err).__name__}: {first_line(err)})") from err
 
 
 def centre_by_mass(digit: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 FastAPI on uvicorn: FastAPI validates and documents the API (OpenAPI at ``/docs``), uvicorn serves
 it. Every image goes through the same preprocessing as ``task=predict``
-(mnist_budget.preprocess: ``load_image`` then ``mnist_style``), and the answer includes the 28x28
+(mnist_budget.preprocess.read_digit: ``load_image`` then ``mnist_style``), and the answer includes the 28x28
 image the network saw. A bad request is a 4xx JSON error naming the problem; the server goes on.
 """
 
@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from mnist_budget.preprocess import ImageProblem, load_image, mnist_style
+from mnist_budget.preprocess import ImageProblem, read_digit
 from mnist_budget.tasks.predict import is_unsure
 
 
@@ -53,7 +53,7 @@ def read_files(uploads: list[tuple[str, bytes]], classify: Classify, unsure_belo
     images = []
     for name, data in uploads:
         try:
-            images.append(mnist_style(load_image(data)).numpy())
+            images.append(read_digit(data).numpy())
             answers.append({"file": name, "error": None})
         except ImageProblem as problem:
             answers.append({"file": name, "error": str(problem)})

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mnist_budget.checkpoints import dataset_of, network_of
-from mnist_budget.errors import UserError, first_line
+from mnist_budget.errors import UserError
 from mnist_budget.mnist_files import DATASETS, DataSet
-from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, normalise
+from mnist_budget.preprocess import ImageProblem, normalise, read_digit
 from mnist_budget.tta import mean_probabilities
 from mnist_budget.validate import check_output_path, positive_int, required
 
@@ -68,11 +68,9 @@ def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], 
     for path in paths:
         prediction = Prediction(str(path))
         try:
-            tensor = mnist_style(load_image(path))
+            tensor = read_digit(path)
         except ImageProblem as problem:
             prediction.error = str(problem)
-        except Exception as err:  # noqa: BLE001 - whatever the file, the others are still predicted
-            prediction.error = f"cannot be processed ({type(err).__name__}: {first_line(err)})"
         else:
             tensors.append(tensor)
             if save_to is not None:

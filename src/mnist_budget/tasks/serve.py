@@ -24,8 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.checkpoints import dataset_of, network_of
 from mnist_budget.errors import UserError
-from mnist_budget.validate import positive_int
 from mnist_budget.mnist_files import normalise
+from mnist_budget.validate import positive_int
 
 if TYPE_CHECKING:  # imported when serving starts: the other tasks need neither
     import uvicorn
