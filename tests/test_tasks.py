@@ -318,7 +318,7 @@ def test_tta_shifts_move_ink_and_let_none_wrap_round():
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [("backend=tensorrt", "backend=tensorrt is unknown"), ("port=70000", "port=70000 is invalid"),
-     ("workers=0", "workers=0 is invalid: it must be an integer of at least 1"),
+     ("workers=0", "workers=0 is invalid: it must be a positive integer (server processes)"),
      ("max_files=-3", "max_files=-3 is invalid: it must be a positive integer"),
      ("max_body_bytes=abc", "max_body_bytes='abc' is invalid: it must be a positive integer"),
      # an address that no interface here has (TEST-NET-3, reserved for documentation):

@@ -44,8 +44,7 @@ def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
         raise UserError(f"backend={cfg.backend} is unknown: use {' or '.join(BACKENDS)}")
     if not (isinstance(cfg.port, int) and 0 < cfg.port < 65536):
         raise UserError(f"port={cfg.port!r} is invalid: it must be an integer from 1 to 65535")
-    if not (isinstance(cfg.workers, int) and cfg.workers >= 1):
-        raise UserError(f"workers={cfg.workers!r} is invalid: it must be an integer of at least 1 (server processes)")
+    positive_int(cfg, "workers", "server processes")
     positive_int(cfg, "max_body_bytes", "the largest request accepted, in bytes")
     positive_int(cfg, "max_files", "images per request")
     check_can_listen(str(cfg.host), cfg.port)
