@@ -10,7 +10,11 @@ from mnist_budget.checkpoint_io import AtomicCheckpointIO
 from mnist_budget.checkpoints import load_checkpoint, load_network
 from mnist_budget.errors import UserError
 from mnist_budget.models import build_network
-from mnist_budget.resume import checkpoint_to_resume, first_difference, resolve_checkpoint_path
+from mnist_budget.resume import (
+    checkpoint_to_resume,
+    first_difference,
+    resolve_checkpoint_path,
+)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):

@@ -9,14 +9,13 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import write_mnist
 from torch import nn
 from torchvision.datasets import MNIST
 
-from conftest import write_mnist
 from mnist_budget.data import EpochBatches, MNISTDataModule, load_mnist
 from mnist_budget.errors import UserError
 from mnist_budget.module import Classifier
-
 
 PROJECTION = torch.randn(28 * 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
