@@ -116,3 +116,30 @@ def test_an_unknown_stem_is_refused_in_one_line():
 
     with pytest.raises(UserError, match="model.net.stem='strided'"):
         FastCNN(stem="strided")
+
+
+def test_dropout_on_features_drops_pooled_features_and_keeps_the_weights_names():
+    """dropout_on=features (the default config's choice, docs/performance.md) moves dropout from the
+    4x4 maps to the globally pooled features: in training the maps are then deterministic and the
+    logits are not; the weights keep their names, so a checkpoint loads into either."""
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    torch.manual_seed(0)
+    images = torch.rand(8, 1, 28, 28)
+    on_maps, on_features = FastCNN(dropout=0.5), FastCNN(dropout=0.5, dropout_on="features")
+    assert list(on_maps.state_dict()) == list(on_features.state_dict())
+    on_maps.train(), on_features.train()
+    assert not torch.equal(on_maps.features(images), on_maps.features(images))
+    assert torch.equal(on_features.features(images), on_features.features(images))
+    assert not torch.equal(on_features(images), on_features(images))
+    # At evaluation both are the same function of the same weights.
+    on_features.load_state_dict(on_maps.state_dict())
+    assert torch.equal(on_maps.eval()(images), on_features.eval()(images))
+
+
+def test_an_unknown_dropout_place_is_refused_in_one_line():
+    from mnist_budget.errors import UserError
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    with pytest.raises(UserError, match="model.net.dropout_on='gap'"):
+        FastCNN(dropout_on="gap")

@@ -24,7 +24,9 @@ class FastCNN(nn.Module):
     right after one narrow convolution shrinks every later map 4x; the parameters sit at 11x11
     and below, where they are cheap, and a 1x1 convolution at 4x4 adds depth for almost nothing.
     Receptive field: 22 px, about a digit's 20 px box. Convolutions carry no bias (BatchNorm
-    follows each); dropout acts only on the pooled 4x4 maps.
+    follows each). Dropout acts on the pooled 4x4 maps or, with ``dropout_on="features"``, on the
+    globally pooled features: 16x fewer random draws per batch, and drawing them is most of
+    dropout's cost on a CPU (docs/performance.md, "Closer to 20 s").
 
     With the defaults (conf/model/fast_cnn.yaml): 19,634 parameters and 0.77 M multiply-adds per
     image (gap_cnn: 17,994 and 1.27 M), at about half of gap_cnn's step time on CPU.
@@ -40,6 +42,7 @@ class FastCNN(nn.Module):
         deskew: bool = False,
         pool_first: bool = False,
         stem: str = "pool",
+        dropout_on: str = "maps",
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
         4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
@@ -49,11 +52,17 @@ class FastCNN(nn.Module):
         each pooled stage before its BatchNorm and ReLU (``blocks.conv_pool_bn_relu``), which does
         the per-element work on a quarter of the elements (a separable conv keeps its order);
         ``stem``: how 28x28 becomes 13x13, ``pool`` (3x3 conv to 26x26, then a 2x2 max-pool) or
-        ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26)."""
+        ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26);
+        ``dropout_on``: where ``dropout`` acts, ``maps`` (the pooled 4x4 maps, after the 9x9 stage)
+        or ``features`` (the globally pooled features, before the Linear layer)."""
         super().__init__()
         check_rates(dropout=dropout)
         if stem not in ("pool", "stride"):
             raise UserError(f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool) or stride (a stride-2 conv)")
+        if dropout_on not in ("maps", "features"):
+            raise UserError(
+                f"model.net.dropout_on={dropout_on!r} is invalid: use maps (the pooled 4x4 maps) or features (after the global pool)"
+            )
         if not 0 <= separable < len(channels):
             raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
         c1, c2, c3, *tail = channels
@@ -74,7 +83,9 @@ class FastCNN(nn.Module):
             *stem_layers,
             conv(1, c1, c2, padding=0),
             *pooled_conv(2, c2, c3),
-            nn.Dropout(dropout),
+            # An Identity in its place keeps the later layers' indices, so the weights' names
+            # (and so checkpoints) are the same wherever dropout acts.
+            nn.Dropout(dropout) if dropout_on == "maps" else nn.Identity(),
         ]
         width = c3
         for index, out in enumerate(tail, start=3):  # 4x4 stage: padded 3x3 convolutions
@@ -86,8 +97,9 @@ class FastCNN(nn.Module):
         self.deskew = Deskew() if deskew else nn.Identity()
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout_on == "features" else nn.Identity()
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits of shape (batch, num_classes)."""
-        return self.classifier(self.pool(self.features(self.deskew(x))).flatten(1))
+        return self.classifier(self.dropout(self.pool(self.features(self.deskew(x))).flatten(1)))
