@@ -54,7 +54,9 @@ class FastCNN(nn.Module):
         ``stem``: how 28x28 becomes 13x13, ``pool`` (3x3 conv to 26x26, then a 2x2 max-pool) or
         ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26);
         ``dropout_on``: where ``dropout`` acts, ``maps`` (the pooled 4x4 maps, after the 9x9 stage)
-        or ``features`` (the globally pooled features, before the Linear layer)."""
+        or ``features`` (the globally pooled features, before the Linear layer; the default
+        config's choice). ``maps`` stays the default here because checkpoints saved before this
+        argument existed hold no value for it, and they were trained that way."""
         super().__init__()
         check_rates(dropout=dropout)
         if stem not in ("pool", "stride"):
