@@ -67,6 +67,14 @@ def test_the_default_evaluation_validates_once_at_the_end_with_tta(make_cfg, epo
     assert Classifier.from_config(cfg).hparams.eval_tta is True
 
 
+@pytest.mark.parametrize(("overrides", "dropout_on"), [((), "features"), (("experiment=robust",), "maps")])
+def test_the_default_drops_pooled_features_and_robust_keeps_the_maps_it_was_measured_with(make_cfg, overrides, dropout_on):
+    net = instantiate(make_cfg(*overrides).model.net)
+    on_features = isinstance(net.dropout, torch.nn.Dropout) and net.dropout.p > 0
+    on_maps = any(isinstance(layer, torch.nn.Dropout) and layer.p > 0 for layer in net.features)
+    assert (on_features, on_maps) == (dropout_on == "features", dropout_on == "maps")
+
+
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_records_and_robust_take_the_defaults_evaluation_and_the_references_keep_what_they_measured(make_cfg, experiment):
     cfg = make_cfg(f"experiment={experiment}")
