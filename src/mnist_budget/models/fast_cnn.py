@@ -25,7 +25,7 @@ class FastCNN(nn.Module):
     and below, where they are cheap, and a 1x1 convolution at 4x4 adds depth for almost nothing.
     Receptive field: 22 px, about a digit's 20 px box. Convolutions carry no bias (BatchNorm
     follows each). Dropout acts on the pooled 4x4 maps or, with ``dropout_on="features"``, on the
-    globally pooled features: 16x fewer random draws per batch, and drawing them is most of
+    globally pooled features: 13x fewer random draws per batch, and drawing them is most of
     dropout's cost on a CPU (docs/performance.md, "Closer to 20 s").
 
     With the defaults (conf/model/fast_cnn.yaml): 19,634 parameters and 0.77 M multiply-adds per
