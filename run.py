@@ -4,7 +4,7 @@
 (``task_function``, see src/mnist_budget/tasks/__init__.py).
 
 Every refusal is one line, ``error: <what is wrong>: <how to fix it>``, with exit code 2: bad
-input is checked before Hydra starts the job (mnist_budget.preflight), so nothing is written; a
+input is checked before Hydra starts the job (mnist_budget.tasks.preflight), so nothing is written; a
 problem found later (say a non-finite loss) stops the run the same way, its traceback kept in the
 run's log file. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
@@ -19,7 +19,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mnist_budget.errors import Interrupted, UserError, find_user_error, first_line
-from mnist_budget.preflight import preflight
+from mnist_budget.tasks.preflight import preflight
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -64,9 +64,10 @@ def main(cfg: DictConfig) -> float:
     In a sweep a failed job writes failure.json (its error line) and raises JobFailed: Hydra marks
     the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary.
     """
-    # Imported here: Lightning takes seconds to load, and a refused command should not wait for it.
-    from mnist_budget.hardware import flush_denormals
-    from mnist_budget.sweep import in_multirun, record_failure, set_threads, update_summary
+    # Imported here, not at the top: torch takes a second or more to load, and --help, --cfg and
+    # the preflight's refusals answer without it.
+    from mnist_budget.hardware import flush_denormals, in_multirun, set_threads
+    from mnist_budget.reporting.sweep import record_failure, update_summary
     from mnist_budget.tasks import task_function
 
     run_task = task_function(cfg)

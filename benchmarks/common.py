@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -13,9 +12,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
+from mnist_budget.checkpoints import dataset_of, load_network
 from mnist_budget.hardware import describe, flush_denormals, hardware_line, run_settings
+from mnist_budget.models import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def mnist_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
     """A checkpoint's network and hyper-parameters, refused in one line unless it learnt MNIST:
     these benchmarks feed it MNIST's test digits, or digits made like them."""
-    from mnist_budget.checkpoints import dataset_of, load_network
-
     net, hparams = load_network(checkpoint)
     if dataset_of(hparams).name != "mnist":
         raise SystemExit(f"error: {checkpoint} was trained on {dataset_of(hparams).name}: give a checkpoint of an MNIST run")
@@ -32,11 +32,9 @@ def mnist_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def data_dir() -> str:
-    """MNIST_BUDGET_DATA, else ../shared/data beside the checkout, else ./data."""
-    if os.environ.get("MNIST_BUDGET_DATA"):
-        return os.environ["MNIST_BUDGET_DATA"]
-    shared = ROOT.parent / "shared" / "data"
-    return str(shared if (shared / "MNIST" / "raw").is_dir() else ROOT / "data")
+    """The data folder as a run finds it: conf/paths/default.yaml holds the one rule
+    (``MNIST_BUDGET_DATA``, else ./data)."""
+    return str(OmegaConf.load(ROOT / "conf" / "paths" / "default.yaml").data_dir)
 
 
 def project_config(*overrides: str) -> DictConfig:
@@ -178,10 +176,6 @@ def training_flops_per_image(cfg: DictConfig, batch: int = 64) -> float:
     """FLOPs (2 per multiply-add) of one training step per image: the network's forward and
     backward pass as torch's FlopCounterMode counts them (convolutions and matrix products;
     BatchNorm, ReLU, pooling and the optimiser are not counted, though they take time)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mnist_budget.models import build_network
-
     net = build_network(cfg.model.net, cfg.model.name).train()
     images = torch.randn(batch, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:

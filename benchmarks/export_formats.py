@@ -5,7 +5,7 @@ real test images: batch 1 (p50 and p99 latency of single calls) and batch 1,024 
 
     uv run python benchmarks/export_formats.py CKPT [--calls 2000] [--rounds 30] [--smoke]
 
-The test images come from MNIST_BUDGET_DATA (else ../shared/data beside the checkout, else ./data).
+The test images come from the data folder a run uses (MNIST_BUDGET_DATA, else ./data).
 ``--smoke``: 5 single calls after a warm-up of 2, one batch-1,024 round (a check that it runs).
 """
 
@@ -14,29 +14,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import SMOKE_HELP, data_dir, device_note, mnist_network
 
-from mnist_budget.data import load_mnist, to_float_images
-from mnist_budget.mnist_files import normalise
-from mnist_budget.tasks.export import export_onnx, export_pt2, onnx_runner, pt2_runner
+from mnist_budget.data.loading import load_mnist, to_float_images
+from mnist_budget.data.sets import normalise
+from mnist_budget.inference.classify import Logits
+from mnist_budget.inference.export import export_onnx, export_pt2, onnx_runner, pt2_runner
 
 
-def eager_runner(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    def run(images: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return net(torch.from_numpy(images)).numpy()
-
-    return run
-
-
-def latency_ms(
-    run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, calls: int, warmup: int = 50
-) -> tuple[float, float]:
+@torch.inference_mode()
+def latency_ms(run: Logits, images: torch.Tensor, calls: int, warmup: int = 50) -> tuple[float, float]:
     """p50 and p99 of single-image calls, after a warm-up of ``warmup`` calls."""
     for i in range(warmup):
         run(images[i : i + 1])
@@ -49,7 +40,8 @@ def latency_ms(
     return 1e3 * float(np.percentile(times, 50)), 1e3 * float(np.percentile(times, 99))
 
 
-def throughput(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, rounds: int, batch: int = 1024) -> float:
+@torch.inference_mode()
+def throughput(run: Logits, images: torch.Tensor, rounds: int, batch: int = 1024) -> float:
     """Images per second at ``batch``, the median round of ``rounds``."""
     chunk = images[:batch]
     run(chunk)
@@ -74,12 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     print(device_note())
     net, hparams = mnist_network(args.checkpoint)
     images, _ = load_mnist(Path(data_dir()), train=False)
-    inputs = normalise(to_float_images(images)).numpy()
+    inputs = normalise(to_float_images(images))
     folder = Path(tempfile.mkdtemp(prefix="export-formats-"))
     export_onnx(net, folder / "model.onnx")
     export_pt2(net, folder / "model.pt2")
     runners = {
-        "eager PyTorch (fp32)": eager_runner(net),
+        "eager PyTorch (fp32)": net,
         "ONNX Runtime": onnx_runner(folder / "model.onnx", threads=torch.get_num_threads()),
         "torch.export program (.pt2)": pt2_runner(folder / "model.pt2"),
     }

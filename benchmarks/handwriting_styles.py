@@ -5,7 +5,7 @@ MNIST was written by American census staff and students: 1s are single strokes, 
 otherwise. This script generates (it keeps no data; a seed fixes every image) four kinds of
 digit, dresses each as a file a user would have (dark ink on paper, enlarged, off-centre, PNG or
 JPEG; ``predict_quality.on_paper``), reads it through the same path as ``task=predict``
-(``load_image`` -> ``mnist_style`` -> ``classify``) and prints the accuracy per digit and per kind:
+(``load_image`` -> ``mnist_style`` -> ``Predictor``) and prints the accuracy per digit and per kind:
 
 - **strokes**: digits drawn from stroke paths in 25 styles (below, ``STYLES``): flagged and footed
   1s, barred and hooked 7s, open 4s, looped 2s, curved-tail 9s, flat-topped 3s ... each drawn
@@ -16,7 +16,7 @@ JPEG; ``predict_quality.on_paper``), reads it through the same path as ``task=pr
   reduced to 8-12 pixels and enlarged again, as a low-resolution scan would leave them;
 - **scanned strokes**: the stroke styles again, each drawn anew and read through a coarse scan
   (the ink fitted into a 32x32 bitmap and counted in 4x4 blocks, 8x8 levels of 0-16, as older
-  digit scanners stored them; ``mnist_budget.font_digits.coarse_scan``, which ``extra_train=fonts``
+  digit scanners stored them; ``mnist_budget.data.font_digits.coarse_scan``, which ``extra_train=fonts``
   also applies to font drawings): flags merge into stems and loops open or close. Drawn last, so
   that the other kinds' images stay what they were before this kind existed.
 
@@ -48,10 +48,10 @@ from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_con
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from predict_quality import encoded, on_paper
 
-from mnist_budget.data import load_mnist
-from mnist_budget.font_digits import coarse_scan
-from mnist_budget.preprocess import load_image, mnist_style
-from mnist_budget.tasks.predict import classify, is_unsure
+from mnist_budget.data.loading import load_mnist
+from mnist_budget.data.font_digits import coarse_scan
+from mnist_budget.data.preprocess import load_image, mnist_style
+from mnist_budget.inference.classify import Predictor, is_unsure
 
 Stroke = list[tuple[float, float]]  # points in a unit box, x to the right, y down
 
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         for tta in (False, True) if args.tta else (False,):
             column = name + (" +TTA" if tta else "")
             columns.append(column)
-            probabilities = classify(net, images, 256, tta=tta)
+            probabilities = Predictor(net, tta=tta)(images)
             right = (probabilities.argmax(1) == labels).tolist()
             flagged = [is_unsure(float(p), unsure_below) for p in probabilities.max(1).values]
             confidence.append(confidence_line(column, right, flagged))

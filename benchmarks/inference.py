@@ -17,8 +17,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from common import argument_parser, device_note, median, project_config
-from mnist_budget.builders import build_datamodule, build_trainer
-from mnist_budget.module import Classifier
+from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.training.module import Classifier
 
 REPEATS = 3
 BATCH_SIZES = (128, 512, 2000, 10000)

@@ -29,8 +29,8 @@ from common import (
     project_config,
     training_flops_per_image,
 )
-from mnist_budget.builders import build_datamodule
-from mnist_budget.module import Classifier
+from mnist_budget.training.builders import build_datamodule
+from mnist_budget.training.module import Classifier
 
 ROUNDS = 3
 

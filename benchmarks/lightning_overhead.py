@@ -1,7 +1,7 @@
 """Lightning's cost: the project's Lightning loop against a plain PyTorch loop over the same data.
 
 Both loops use the same in-memory batches (the datamodule's loader), the same augmentation (the
-config's augment group: by default mnist_budget.augment.RandomShiftRotate, a batched per-image
+config's augment group: by default mnist_budget.data.augment.RandomShiftRotate, a batched per-image
 rotation and shift) and normalisation, the same network and optimiser. Alternating rounds;
 medians and the ratio.
 
@@ -29,9 +29,9 @@ from common import (
     project_config,
     steady_state_overrides,
 )
-from mnist_budget.builders import build_datamodule, build_trainer
+from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.hardware import run_settings
-from mnist_budget.module import Classifier
+from mnist_budget.training.module import Classifier
 
 ROUNDS = 7
 

@@ -4,12 +4,12 @@ Builds a test set from official test images the model never trained on, made to 
 handwriting on paper: dark ink on light (sometimes tinted, unevenly lit) paper, enlarged to
 40-600 pixels, off-centre on a bigger sheet, some blurred, some in coloured ink, some written with a
 thin pen, some on a dark board, saved as PNG, JPEG, BMP or transparent PNG. Then predicts each with
-MNIST-style preprocessing (``mnist_budget.preprocess.mnist_style``) and with a plain resize to
+MNIST-style preprocessing (``mnist_budget.data.preprocess.mnist_style``) and with a plain resize to
 28x28, and prints the accuracy of both per kind of image and overall.
 
     uv run python benchmarks/predict_quality.py CKPT [--count 1000] [--keep DIR] [--smoke]
 
-The test images come from MNIST_BUDGET_DATA (else ../shared/data beside the checkout, else ./data).
+The test images come from the data folder a run uses (MNIST_BUDGET_DATA, else ./data).
 ``--smoke``: one image of each kind (a check that it runs).
 """
 
@@ -27,9 +27,9 @@ import torch
 from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from PIL import Image, ImageFilter
 
-from mnist_budget.data import load_mnist
-from mnist_budget.preprocess import ImageProblem, load_image, mnist_style, plain_resize
-from mnist_budget.tasks.predict import classify
+from mnist_budget.data.loading import load_mnist
+from mnist_budget.data.preprocess import ImageProblem, load_image, mnist_style, plain_resize
+from mnist_budget.inference.classify import Predictor
 
 
 def enlarge(digit: np.ndarray, height: int) -> Image.Image:
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         args.count = len(KINDS)
     print(device_note())
     net, hparams = mnist_network(args.checkpoint)
+    predictor = Predictor(net, batch_size=1)
     images, labels = load_mnist(Path(data_dir()), train=False)
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(images), size=args.count, replace=False)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
             except ImageProblem:
                 hits[method][kind].append(False)
                 continue
-            predicted = int(classify(net, tensor.unsqueeze(0), 1).argmax())
+            predicted = int(predictor(tensor.unsqueeze(0)).argmax())
             hits[method][kind].append(predicted == int(labels[index]))
     print(f"model {hparams['model']['name']}, {args.count} images in {folder}")
     print("| kind | images | MNIST-style preprocessing | plain resize to 28x28 |\n| --- | ---: | ---: | ---: |")

@@ -5,7 +5,7 @@ same batch size.
   A (classic): torchvision MNIST with per-sample PIL transforms, DataLoader with 2 workers, plain
                fp32 loop: what an MNIST tutorial does.
   B (project): in-memory tensors, batched augmentation on the device (augment=standard:
-               mnist_budget.augment.RandomShiftRotate, each image its own rotation and shift), the
+               mnist_budget.data.augment.RandomShiftRotate, each image its own rotation and shift), the
                project's Lightning trainer with the precision and layout it chooses for this
                machine (printed).
 A and B alternate ROUNDS times in one process so machine noise cancels; medians and B/A are printed.
@@ -40,9 +40,9 @@ from common import (
     project_config,
     steady_state_overrides,
 )
-from mnist_budget.builders import build_datamodule, build_trainer
-from mnist_budget.mnist_files import MNIST_MEAN, MNIST_STD
-from mnist_budget.module import Classifier
+from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.data.sets import MNIST_MEAN, MNIST_STD
+from mnist_budget.training.module import Classifier
 
 ROUNDS = 3
 

@@ -25,9 +25,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from common import argument_parser, compute_note, device_note, project_config
-from mnist_budget.builders import build_datamodule, build_trainer
-from mnist_budget.module import Classifier
-from mnist_budget.tta import mean_probabilities
+from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.training.module import Classifier
+from mnist_budget.inference.classify import mean_probabilities
 
 TARGET = 0.994
 SMOKE_OVERRIDES = (

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
-REAL_DATA = ROOT.parent / "shared" / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -173,7 +172,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, mnist_root: Path) -> P
 def preflight_refusal(*args: str, run_dir: Path, data_dir: Path) -> str:
     """The one-line UserError that the command line's preflight raises for ``args`` (in-process)."""
     from mnist_budget.errors import UserError
-    from mnist_budget.preflight import preflight
+    from mnist_budget.tasks.preflight import preflight
 
     flags = [arg for arg in args if arg.startswith("-")]
     overrides = [arg for arg in args if not arg.startswith("-")]

@@ -10,7 +10,7 @@ import torch
 
 import torch.nn.functional as F
 
-from mnist_budget.augment import RandomShiftRotate, RandomStrokeStyle, affine_grid
+from mnist_budget.data.augment import RandomShiftRotate, RandomStrokeStyle, affine_grid
 from mnist_budget.errors import UserError
 
 CENTRE = 13.5  # grid_sample with align_corners=False rotates about the image's geometric centre

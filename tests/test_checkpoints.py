@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import malicious_checkpoint
 
-from mnist_budget.checkpoint_io import AtomicCheckpointIO
+from mnist_budget.training.callbacks import AtomicCheckpointIO
 from mnist_budget.checkpoints import load_checkpoint, load_network
 from mnist_budget.errors import UserError
 from mnist_budget.models import build_network
-from mnist_budget.resume import (
+from mnist_budget.checkpoints import (
     checkpoint_to_resume,
     first_difference,
     resolve_checkpoint_path,
@@ -155,11 +155,11 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_loadable(tmp_
 def test_a_read_only_folder_is_one_line_for_results(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from mnist_budget.results import write_results
+    from mnist_budget.reporting.results import write_results
 
     def read_only(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "open", read_only)
     with pytest.raises(UserError, match=r"could not write .*results.json \(Permission denied\)"):
         write_results(tmp_path / "results.json", {"test_acc": 0.99})

@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
 from conftest import group_options
-from mnist_budget.module import Classifier
-from mnist_budget.builders import build_datamodule, build_trainer
+from mnist_budget.training.module import Classifier
+from mnist_budget.training.builders import build_datamodule, build_trainer
 
 TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "trainer"]
 
@@ -52,11 +52,12 @@ def test_augmentations_change_images_but_keep_shape(make_cfg):
 
 @pytest.mark.parametrize("task", group_options("task"))
 def test_every_task_config_names_its_function_and_its_check(make_cfg, task):
-    from mnist_budget.tasks import task_check, task_function
+    from mnist_budget.tasks import task_function
+    from mnist_budget.tasks.preflight import TASK_CHECKS
 
     cfg = make_cfg(f"task={task}")
-    run, check = task_function(cfg), task_check(cfg)
-    assert callable(run) and callable(check) and run.__module__ == check.__module__ == f"mnist_budget.tasks.{task}"
+    run, check = task_function(cfg), TASK_CHECKS[cfg.task_name]
+    assert callable(run) and callable(check) and run.__module__ == f"mnist_budget.tasks.{task}" and cfg.task_name == task
 
 
 @pytest.mark.parametrize("epochs", [4, 7])

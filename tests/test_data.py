@@ -13,9 +13,10 @@ from conftest import write_mnist
 from torch import nn
 from torchvision.datasets import MNIST
 
-from mnist_budget.data import EpochBatches, MNISTDataModule, load_mnist
+from mnist_budget.data.datamodule import EpochBatches, MNISTDataModule
+from mnist_budget.data.loading import load_mnist
 from mnist_budget.errors import UserError
-from mnist_budget.module import Classifier
+from mnist_budget.training.module import Classifier
 
 PROJECTION = torch.randn(28 * 28, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 

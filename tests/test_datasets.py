@@ -20,9 +20,10 @@ from conftest import (
 )
 
 from mnist_budget.checkpoints import dataset_of, load_network
-from mnist_budget.data import MNISTDataModule, load_mnist
+from mnist_budget.data.datamodule import MNISTDataModule
+from mnist_budget.data.loading import load_mnist
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import DATASETS, normalise
+from mnist_budget.data.sets import DATASETS, normalise
 
 FASHION = DATASETS["fashion_mnist"]
 
@@ -69,7 +70,7 @@ def test_a_damaged_gz_file_is_refused_in_one_line(tmp_path):
     (raw / "train-images-idx3-ubyte.gz").write_bytes(packed[: len(packed) // 2])  # cut short
     with pytest.raises(UserError, match=r"train-images-idx3-ubyte.gz cannot be unpacked .*: replace it with the original file"):
         load_mnist(tmp_path, train=True, name="fashion_mnist")
-    assert not (raw / "train-images-idx3-ubyte").exists() and not list(raw.glob("*.partial"))
+    assert sorted(path.name for path in raw.iterdir()) == ["train-images-idx3-ubyte.gz"]  # no half-unpacked file
 
 
 def test_each_data_set_is_normalised_with_its_own_constants(fashion_root, mnist_root):
@@ -96,7 +97,7 @@ def test_missing_fashion_files_say_where_to_get_them(tmp_path):
 def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_run, fashion_root, mnist_root, tmp_path):
     from mnist_budget.tasks.eval import evaluate
     from mnist_budget.tasks.export import export
-    from mnist_budget.tasks.predict import classify
+    from mnist_budget.inference.classify import Predictor
 
     ckpt = fashion_run / "checkpoints" / "last.ckpt"
     net, hparams = load_network(ckpt)
@@ -116,13 +117,13 @@ def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_r
     images = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         expected = net(normalise(images, FASHION)).softmax(1)
-    assert torch.allclose(classify(net, images, 3, data=FASHION), expected, atol=1e-6)
+    assert torch.allclose(Predictor(net, FASHION, batch_size=3)(images), expected, atol=1e-6)
 
 
 def test_a_resume_keeps_the_data_set_and_old_checkpoints_count_as_mnist(tmp_path):
     """checkpoint_to_resume: a checkpoint of one data set does not resume on another; one written
     before data sets had names (no ``dataset`` key) learnt MNIST."""
-    from mnist_budget.resume import checkpoint_to_resume
+    from mnist_budget.checkpoints import checkpoint_to_resume
 
     model, optim = {"name": "fast_cnn", "net": {"channels": [8]}}, {"lr": 0.2}
     training_state = {"epoch": 0, "global_step": 3, "loops": {}, "optimizer_states": [], "lr_schedulers": []}

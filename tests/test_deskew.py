@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnist_budget.mnist_files import normalise
+from mnist_budget.data.sets import normalise
 from mnist_budget.models import count_parameters
 from mnist_budget.models.deskew import Deskew, deskew
 from mnist_budget.models.fast_cnn import FastCNN
@@ -55,12 +55,12 @@ def test_fast_cnn_deskews_its_input_without_new_parameters():
 
 @pytest.mark.slow  # an ONNX export (dynamo) takes seconds
 def test_an_exported_deskewing_network_deskews_alike(tmp_path):
-    from mnist_budget.tasks.export import export_onnx, onnx_runner
+    from mnist_budget.inference.export import export_onnx, onnx_runner
 
     torch.manual_seed(0)
     net = FastCNN(deskew=True).eval()
     export_onnx(net, tmp_path / "model.onnx")
     images = normalise(torch.cat([slanted_bar(0.4), slanted_bar(-0.3), slanted_bar(0.0)]))
     with torch.no_grad():
-        expected = net(images).numpy()
-    assert abs(onnx_runner(tmp_path / "model.onnx", threads=1)(images.numpy()) - expected).max() < 1e-4
+        expected = net(images)
+    assert (onnx_runner(tmp_path / "model.onnx", threads=1)(images) - expected).abs().max() < 1e-4

@@ -8,14 +8,15 @@ import json
 import pytest
 
 from conftest import compose_cfg, group_options
-from mnist_budget.tasks.train import check, train
+from mnist_budget.tasks.preflight import check_run
+from mnist_budget.tasks.train import train
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_experiment_passes_the_checks_before_a_run(make_cfg, tmp_path, experiment):
     cfg = make_cfg(f"experiment={experiment}")
     assert cfg.experiment_name == experiment and cfg.claim
-    check(cfg, tmp_path, multirun=False)
+    check_run(cfg, tmp_path)
 
 
 @pytest.mark.slow

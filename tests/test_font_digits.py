@@ -15,11 +15,11 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
-from mnist_budget import font_digits
-from mnist_budget.builders import build_datamodule
-from mnist_budget.data import MNISTDataModule
+from mnist_budget.data import font_digits
+from mnist_budget.training.builders import build_datamodule
+from mnist_budget.data.datamodule import MNISTDataModule
 from mnist_budget.errors import UserError
-from mnist_budget.font_digits import FontDigits, coarse_scan
+from mnist_budget.data.font_digits import FontDigits, coarse_scan
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from test_tasks import as_photo, mnist_seven, saved
 
-from mnist_budget.preprocess import load_image, mnist_style
+from mnist_budget.data.preprocess import load_image, mnist_style
 from mnist_budget.tasks.predict import predict
 
 

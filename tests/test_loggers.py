@@ -11,7 +11,7 @@ import importlib.util
 import pytest
 from conftest import SHORT_RUN, preflight_refusal
 
-from mnist_budget.loggers import wandb_logged_in
+from mnist_budget.training.loggers import wandb_logged_in
 from mnist_budget.tasks.train import train
 
 
@@ -54,7 +54,7 @@ def test_wandb_runs_offline_unless_logged_in(make_cfg, mnist_root, tmp_path, mon
 @pytest.mark.parametrize("logger", ["mlflow", "wandb"])
 def test_a_missing_tracker_package_is_named(make_cfg, monkeypatch, logger):
     from mnist_budget.errors import UserError
-    from mnist_budget.preflight import check_trackers
+    from mnist_budget.tasks.preflight import check_trackers
 
     cfg = make_cfg(f"logger={logger}")
     real_find_spec = importlib.util.find_spec

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mnist_budget.report import main
+from mnist_budget.reporting.report import main
 
 
 def fake_result(experiment: str, test_acc: float) -> dict:
@@ -41,7 +41,7 @@ def seed_run(seed: int, test_acc: float, *, overrides: list[str], cpu_bf16: bool
 
 
 def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
-    from mnist_budget.tables import seed_statistics
+    from mnist_budget.reporting.tables import seed_statistics
 
     runs = [seed_run(s, acc, overrides=["optim.lr=0.1"], seconds=30 + s) for s, acc in
             zip(range(1, 6), (0.9950, 0.9940, 0.9960, 0.9945, 0.9955))]
@@ -69,7 +69,7 @@ def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
 
 
 def test_runs_scored_with_tta_are_another_config_and_say_so(tmp_path, capsys):
-    from mnist_budget.tables import seed_statistics
+    from mnist_budget.reporting.tables import seed_statistics
 
     once = [seed_run(s, 0.9940, overrides=[]) for s in (1, 2)]  # results.json before eval_tta: scored once
     tta = [{**seed_run(s, 0.9950, overrides=[]), "eval_tta": True} for s in (1, 2)]

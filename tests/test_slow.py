@@ -1,24 +1,23 @@
 """Full training of the default config on the real MNIST: >= 99.4 % on the official test set.
 
-Run with ``uv run pytest -m slow``. The data come from MNIST_BUDGET_DATA, else ../shared/data,
-else ./data (downloaded when the machine has internet).
+Run with ``uv run pytest -m slow``. The data folder is the one a run uses (conf/paths/default.yaml:
+MNIST_BUDGET_DATA, else ./data, downloaded there when the machine has internet).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import REAL_DATA, ROOT, run_cli
+from conftest import CONF_DIR, run_cli
 
 
 def real_data_dir() -> Path:
-    if os.environ.get("MNIST_BUDGET_DATA"):
-        return Path(os.environ["MNIST_BUDGET_DATA"])
-    return REAL_DATA if (REAL_DATA / "MNIST" / "raw").is_dir() else ROOT / "data"
+    """The data folder as a run finds it (the one rule: conf/paths/default.yaml)."""
+    return Path(str(OmegaConf.load(CONF_DIR / "paths" / "default.yaml").data_dir))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from conftest import CONF_DIR, run_cli
 from hydra import compose, initialize_config_dir
 
-from mnist_budget.tables import sweep_summary
+from mnist_budget.reporting.tables import sweep_summary
 
 FAST = ("trainer.fast_dev_run=true",)
 
@@ -108,7 +108,7 @@ def test_two_process_cpu_ddp_fits_and_tests_once(mnist_root, tmp_path):
 
 
 def test_summary_lists_an_interrupted_job_as_interrupted(tmp_path):
-    from mnist_budget.tables import write_sweep_summary
+    from mnist_budget.reporting.tables import write_sweep_summary
 
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "results.json").write_text(json.dumps({

@@ -16,10 +16,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_budget.checkpoints import load_network
-from mnist_budget.data import load_mnist, to_float_images
+from mnist_budget.data.loading import load_mnist, to_float_images
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import normalise
-from mnist_budget.preprocess import (
+from mnist_budget.data.sets import normalise
+from mnist_budget.data.preprocess import (
     ImageProblem,
     centre_by_mass,
     load_image,
@@ -27,8 +27,8 @@ from mnist_budget.preprocess import (
 )
 from mnist_budget.tasks.eval import evaluate
 from mnist_budget.tasks.export import export
-from mnist_budget.tasks.predict import classify, predict
-from mnist_budget.tta import SHIFTS
+from mnist_budget.tasks.predict import predict
+from mnist_budget.inference.classify import SHIFTS, Predictor
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def test_eval_tta_scores_each_image_by_its_shifts_as_predict_does(trained, make_
     net, _ = load_network(trained)
     images, labels = (part[:1000] for part in load_mnist(mnist_root, train=False))  # the 2 batches, in order
     # predict shifts [0, 1] images (0 comes in), evaluation shifts normalised ones (their background comes in)
-    tta = classify(net, to_float_images(images), 1000, tta=True)
-    assert not torch.allclose(tta, classify(net, to_float_images(images), 1000), atol=1e-3)  # TTA changes the scores
+    tta = Predictor(net, tta=True, batch_size=1000)(to_float_images(images))
+    assert not torch.allclose(tta, Predictor(net, batch_size=1000)(to_float_images(images)), atol=1e-3)  # TTA changes the scores
     by_hand = (tta.argmax(1) == labels).float().mean()
     assert results["eval_tta"] is True and results["test_acc"] == pytest.approx(float(by_hand), abs=1e-4)
 
@@ -297,12 +297,12 @@ def test_test_time_augmentation_averages_the_shifted_images(trained):
     images[:, :, :2], images[:, :, -2:], images[:, :, :, :2], images[:, :, :, -2:] = 0, 0, 0, 0
     with torch.no_grad():
         by_hand = torch.stack([net(normalise(images.roll(s, dims=(2, 3)))).softmax(1) for s in SHIFTS]).mean(0)
-    assert torch.allclose(classify(net, images, 2, tta=True), by_hand, atol=1e-6)
-    assert not torch.allclose(classify(net, images, 2), by_hand, atol=1e-4)
+    assert torch.allclose(Predictor(net, tta=True, batch_size=2)(images), by_hand, atol=1e-6)
+    assert not torch.allclose(Predictor(net, batch_size=2)(images), by_hand, atol=1e-4)
 
 
 def test_tta_shifts_move_ink_and_let_none_wrap_round():
-    from mnist_budget.tta import shifted
+    from mnist_budget.inference.classify import shifted
 
     images = torch.zeros(1, 1, 28, 28)
     images[0, 0, 27, 5] = 1.0  # on the bottom edge

@@ -9,8 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_budget.errors import UserError
-from mnist_budget.module import Classifier
-from mnist_budget.builders import build_datamodule
+from mnist_budget.training.module import Classifier
+from mnist_budget.training.builders import build_datamodule
 from mnist_budget.tasks.train import train
 
 # A few batches per epoch keep these runs to seconds on two cores.
@@ -129,7 +129,7 @@ def _conv_weights(module):
 def test_memory_format_callback_applies_the_resolved_layout(make_cfg, layout, device, expect_channels_last):
     from types import SimpleNamespace
 
-    from mnist_budget.callbacks import MemoryFormat
+    from mnist_budget.training.callbacks import MemoryFormat
 
     module = Classifier.from_config(make_cfg())
     # The callback only reads the trainer's device type, so a stand-in trainer says "cuda" without a GPU.
@@ -149,7 +149,7 @@ def test_unknown_memory_layout_is_a_user_error(make_cfg):
 
 @pytest.mark.parametrize("total_steps", [2, 3, 5, 10, 100])
 def test_one_cycle_warmup_share_fits_short_runs(total_steps):
-    from mnist_budget.module import fit_warmup_share
+    from mnist_budget.training.module import fit_warmup_share
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -169,7 +169,7 @@ def test_one_cycle_warmup_share_fits_short_runs(total_steps):
 def test_lightning_switches_turn_their_callbacks_off(make_cfg, switch, kind):
     import lightning.pytorch.callbacks as lightning_callbacks
 
-    from mnist_budget.builders import build_trainer
+    from mnist_budget.training.builders import build_trainer
 
     trainer = build_trainer(make_cfg(f"++trainer.{switch}=false"))
     assert not any(isinstance(cb, getattr(lightning_callbacks, kind)) for cb in trainer.callbacks)
@@ -179,7 +179,7 @@ def test_lightning_switches_turn_their_callbacks_off(make_cfg, switch, kind):
 def test_the_progress_bar_shows_on_a_terminal_only(make_cfg, show, bars):
     from lightning.pytorch.callbacks import ProgressBar
 
-    from mnist_budget.builders import build_trainer
+    from mnist_budget.training.builders import build_trainer
 
     trainer = build_trainer(make_cfg(f"callbacks.progress_bar.show={show}"))  # pytest's stderr is no terminal
     assert sum(isinstance(cb, ProgressBar) for cb in trainer.callbacks) == bars

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from conftest import SHORT_RUN, group_options
 from mnist_budget.errors import UserError
 from mnist_budget.tasks.train import train
-from mnist_budget.validate import PRECISIONS, RULES, check_config
+from mnist_budget.rules import PRECISIONS, RULES, check_config
 
 BAD_VALUES = [
     ("optim.momentum=2", "optim.momentum=2 is invalid: it must be in [0, 1)"),

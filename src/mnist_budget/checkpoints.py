@@ -1,25 +1,32 @@
-"""Checkpoints are read only through ``load_checkpoint`` (``weights_only=True``).
+"""A checkpoint file: read safely, its network, the data set it learnt, whether it resumes a run.
 
-(They are written by mnist_budget.checkpoint_io.AtomicCheckpointIO.)
-
-Every task that reads a checkpoint (resume, test, eval, predict, export) goes through
-``load_checkpoint``, which refuses a file that is missing, truncated, unsafe to unpickle or
-trained for another model with one ``UserError`` line. (Which checkpoint a run resumes from, and
-whether it fits: mnist_budget.resume.)
+Every task that reads a checkpoint (resume, test, eval, predict, export, serve) goes through
+``load_checkpoint`` (``weights_only=True``), which refuses a file that is missing, truncated,
+unsafe to unpickle or trained for another model with one ``UserError`` line. Torch only, no
+Lightning: predict, export and serve read checkpoints without importing it, and so does the
+command line's check of a resume. (Checkpoints are written by the Trainer, through
+mnist_budget.training.callbacks: ``AtomicCheckpointIO``, ``LastCheckpoint``, ``Interruption``.)
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 
+from mnist_budget.data.sets import DataSet, dataset_name, find_dataset
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.mnist_files import DataSet, find_dataset
 from mnist_budget.models import build_network
+from mnist_budget.rules import required
+
+log = logging.getLogger(__name__)
 
 NETWORKS_PACKAGE = "mnist_budget.models."
+# A checkpoint written before runs recorded their data set learnt MNIST.
+DEFAULT_DATASET = "mnist"
 
 
 def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
@@ -96,16 +103,14 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
 
 def network_of(cfg: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The network of the checkpoint a task names with ``ckpt_path`` (eval, predict, export)."""
-    from mnist_budget.validate import required
-
+    """The network of the checkpoint a task names with ``ckpt_path`` (eval, predict, export, serve)."""
     return load_network(required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/"))
 
 
 def dataset_of(hparams: dict[str, Any]) -> DataSet:
-    """The data set a checkpoint's network learnt (its normalisation; export also writes its class
-    names); checkpoints written before data sets were named learnt MNIST."""
-    name = str(hparams.get("dataset", "mnist"))
+    """The data set a checkpoint's network learnt (its normalisation and class names): the one rule
+    for reading a checkpoint's data set, ``DEFAULT_DATASET`` where it names none."""
+    name = str(hparams.get("dataset", DEFAULT_DATASET))
     try:
         return find_dataset(name)
     except UserError as err:
@@ -115,11 +120,84 @@ def dataset_of(hparams: dict[str, Any]) -> DataSet:
 def check_dataset(cfg: Any, hparams: dict[str, Any]) -> None:
     """A task that reads a data set's files with a checkpoint (eval, export's check) reads the one
     the checkpoint learnt: another would be scored with the wrong classes and normalisation."""
-    from mnist_budget.mnist_files import dataset_name
-
     trained_on, reading = dataset_of(hparams).name, dataset_name(cfg)
     if trained_on != reading:
         raise UserError(
             f"ckpt_path={cfg.ckpt_path} was trained on {trained_on}, data.dataset={reading}: "
             f"use it with its own data set (data={trained_on})"
         )
+
+
+def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
+    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); ``auto`` the
+    same if it exists, else a fresh start (``None``: a job that a scheduler requeued resumes, a
+    new one starts); a path is itself."""
+    if ckpt_path not in ("last", "auto"):
+        return Path(ckpt_path)
+    path = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path == "auto":
+        return path if path.is_file() else None
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
+            "hydra.run.dir=<that folder> (and its overrides), or give ckpt_path=<path to a .ckpt>"
+        )
+    return path
+
+
+# What Lightning restores when it resumes (a weights-only save, save_weights_only=true, lacks the last four).
+TRAINING_STATE = ("epoch", "global_step", "loops", "optimizer_states", "lr_schedulers")
+
+
+def checkpoint_to_resume(
+    ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist"
+) -> tuple[Path | None, dict[str, Any]]:
+    """The checkpoint a run resumes from (``last``, ``auto``: ``run_dir``'s) and its contents
+    (``None, {}`` for ``auto`` in a folder without one).
+
+    Refused in one line: a file that is missing or unsafe, one written with other model or
+    optimiser settings or on another data set (a resumed run must continue the same recipe to
+    match an uninterrupted one), or one that holds weights without the training state.
+    """
+    path = resolve_checkpoint_path(ckpt_path, run_dir)
+    if path is None:
+        return None, {}
+    checkpoint = load_checkpoint(path, model.get("name"))
+    saved = checkpoint.get("hyper_parameters", {})
+    saved_dataset = dataset_of(saved).name
+    for group, was, current in (("model", saved.get("model"), model), ("optim", saved.get("optim"), optim), ("data.dataset", saved_dataset, dataset)):
+        difference = first_difference(was, current, group)
+        if difference:
+            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
+    missing = [key for key in TRAINING_STATE if key not in checkpoint]
+    if missing:
+        raise UserError(
+            f"ckpt_path={path} holds weights but not the training state a run resumes from (no {', '.join(missing)}): "
+            "resume from a run's checkpoints/last.ckpt, or use this file with task=eval|predict|export"
+        )
+    return path, checkpoint
+
+
+def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
+    """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            if key not in saved:  # a key added to the config since the checkpoint was written
+                return f"{prefix}.{key}={current[key]} (the checkpoint has no such key: add ~{prefix}.{key})"
+            found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
+            if found:
+                return found
+        return None
+    return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"
+
+
+def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The checkpoint path a training run resumes from (``ckpt_path``, ``last`` resolved) and its
+    global step; ``(None, None)`` for a fresh run."""
+    if not cfg.get("ckpt_path"):
+        return None, None
+    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim, dataset_name(cfg))
+    if path is None:
+        return None, None
+    log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
+    return str(path), int(checkpoint["global_step"])

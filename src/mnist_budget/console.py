@@ -26,7 +26,7 @@ class ConsoleFilter(logging.Filter):
 
 def route_library_logs() -> None:
     """Send Lightning's records through Hydra's handlers, once; called where Lightning is imported
-    (mnist_budget.builders).
+    (mnist_budget.training.builders).
 
     Importing Lightning gives its loggers console handlers of their own (then a line appears
     twice, once by them and once by Hydra's handler, and the model summary and device lines reach

@@ -1,10 +1,10 @@
-"""What the training device can do, and the precision and memory layout chosen for it.
+"""What the training device can do, and the precision, memory layout and threads chosen for it.
 
 A CPU without native bf16 (AVX2 only: no avx512_bf16, no AMX) emulates bf16 autocast, which
-makes a training step several times slower than fp32; a CPU or GPU with native bf16 runs it
-faster than fp32. So ``trainer.precision: auto`` and ``callbacks.memory_format.layout: auto`` are
-resolved here, from what torch reports about the device, before the Trainer is built. An explicit
-value always wins. The measurements behind each rule are in docs/performance.md.
+makes a training step slower than fp32; a CPU or GPU with native bf16 runs it faster than fp32.
+So ``trainer.precision: auto`` and ``callbacks.memory_format.layout: auto`` are resolved here,
+from what torch reports about the device, before the Trainer is built. An explicit value always
+wins. The measurements behind each rule are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 from mnist_budget.errors import UserError
 
@@ -47,12 +50,11 @@ def flush_denormals(on: bool) -> None:
     """Compute denormal floats as zero on the CPU (x86 FTZ/DAZ, ARM FZ; ``flush_denormal`` in
     conf/config.yaml), or not.
 
-    A denormal operand costs x86 cores tens of times a normal one, and gradients that shrink
-    towards the end of a run go denormal: ``reference_004``'s (Adam, batch 32) backward pass took
-    2.6x as long at epoch 19 without flushing, a whole epoch 4x (docs/performance.md). Flushing changes results only where a
-    value is below 1.2e-38. run.py sets it at the start of each process, before training starts its
-    threads (set later in a process that had already trained, it did not speed up the backward
-    pass here).
+    A denormal operand costs x86 cores many times a normal one, and gradients that shrink towards
+    the end of a long run go denormal (docs/performance.md, levers). Flushing changes results only
+    where a value is below 1.2e-38. run.py sets it at the start of each process, before training
+    starts its threads: set in a process that has already trained, it does not reach the threads
+    that run the backward pass.
     """
     torch.set_flush_denormal(on)
 
@@ -93,8 +95,8 @@ def resolve_precision(requested: str | int, device: str) -> str:
 
 def resolve_layout(requested: str, device: str) -> str:
     """``auto`` -> channels_last (NHWC) on a CPU or a CUDA GPU (cuDNN's preferred layout), contiguous
-    (NCHW) elsewhere (MPS). On CPU: the default network (pool_first) trained 1.4x faster in NHWC,
-    with native bf16 and limited to AVX2 alike (docs/performance.md, "Half the time")."""
+    (NCHW) elsewhere (MPS). On a CPU the default network trains faster in NHWC, with native bf16
+    and limited to AVX2 alike (docs/performance.md, levers)."""
     if requested == AUTO:
         return "channels_last" if device in ("cpu", "cuda") else "contiguous"
     if requested not in LAYOUTS:
@@ -141,13 +143,6 @@ def hardware_line(facts: dict[str, Any]) -> str:
     return line
 
 
-def hardware_label(facts: dict[str, Any]) -> str:
-    """A short name of the hardware kind, for grouping results: the GPU, or the CPU and its ISA."""
-    if "gpu" in facts:
-        return facts["gpu"]
-    return f"{facts['cpu']} ({facts['cpu_capability']}{', native bf16' if facts['cpu_native_bf16'] else ''})"
-
-
 class RunSettings(NamedTuple):
     device: str  # cpu, cuda or mps
     precision: str  # one of Lightning's precisions, ``auto`` resolved
@@ -157,8 +152,50 @@ class RunSettings(NamedTuple):
 def run_settings(cfg: Any) -> RunSettings:
     """Device type, precision and memory layout that a run of ``cfg`` uses here (``auto`` resolved).
 
-    Computed once per task and handed to what needs it (mnist_budget.builders.build_trainer)."""
+    Computed once per task and handed to what needs it (mnist_budget.training.builders.build_trainer)."""
     device = device_type(cfg.trainer.accelerator)
     memory_format = (cfg.get("callbacks") or {}).get("memory_format")
     layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
     return RunSettings(device, resolve_precision(cfg.trainer.precision, device), layout)
+
+
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_jobs() -> int:
+    """How many jobs of this sweep run at once on this machine (the joblib launcher's n_jobs, else 1)."""
+    if not in_multirun():
+        return 1
+    jobs = HydraConfig.get().launcher.get("n_jobs")
+    if jobs is None:
+        return 1
+    return available_cores() if int(jobs) < 1 else int(jobs)  # joblib's -1: as many as cores
+
+
+def cpu_processes(trainer: Any) -> int:
+    """Training processes on this machine's CPU: trainer.devices under CPU DDP (trainer=ddp_cpu), else 1."""
+    devices = trainer.get("devices", 1)
+    if str(trainer.get("accelerator")) == "cpu" and isinstance(devices, int) and devices > 1:
+        return devices
+    return 1
+
+
+def set_threads(requested: int | str, trainer: Any) -> int:
+    """torch's thread count: ``auto`` shares the cores among the processes that train at once
+    (parallel sweep jobs, CPU DDP processes); a number is used as is. Processes that each start one
+    thread per core fight over the cores (docs/scale-out.md, "Parallel jobs on one machine")."""
+    if str(requested) == "auto":
+        processes = parallel_jobs() * cpu_processes(trainer)
+        if processes == 1:
+            return torch.get_num_threads()  # torch's default: one per core
+        threads = max(1, available_cores() // processes)
+    else:
+        threads = int(requested)
+    torch.set_num_threads(threads)
+    return threads

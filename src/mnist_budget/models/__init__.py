@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from mnist_budget.errors import UserError, find_user_error, first_line
@@ -44,3 +45,22 @@ def check_budget(net: nn.Module, budget: int, name: str) -> int:
             "shrink the model or raise model.budget"
         )
     return params
+
+
+def check_network(net_config: Mapping[str, Any], name: str, budget: int) -> nn.Module:
+    """Build a model config's network and run it on two images: a bad argument, a network over its
+    ``budget`` or one that cannot process a 28x28 digit is refused now, not in the first training step."""
+    fix = "fix the model.* override"
+    net = build_network(net_config, name)
+    check_budget(net, budget, name)
+    try:
+        with torch.no_grad():
+            logits = net.eval()(torch.zeros(2, 1, 28, 28))
+    except Exception as err:  # noqa: BLE001 - any failure of a user's network on a batch is reported in one line
+        refusal = find_user_error(err) or UserError(
+            f"model {name} fails on a batch of 28x28 images ({first_line(err.__cause__ or err).rstrip('.')}): {fix}"
+        )
+        raise refusal from err
+    if tuple(logits.shape) != (2, 10):
+        raise UserError(f"model {name} returns shape {tuple(logits.shape)} for 2 images, not (2, 10): {fix}")
+    return net

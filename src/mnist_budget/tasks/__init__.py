@@ -1,19 +1,15 @@
-"""The tasks ``run.py`` runs, one module each, named by ``conf/task/<name>.yaml``.
+"""What ``run.py`` runs: the checks before a job (``preflight``, without torch or Lightning for
+every check that needs neither), then the task that ``conf/task/<name>.yaml`` names.
 
 A task's YAML sets ``task_function`` (the dotted path of the function that runs it with the
-composed config and returns its metrics) and the task's own keys. The task's module also defines
-``check(cfg, run_dir, multirun)``: the cheap checks of the task's inputs that the command line
-runs before Hydra writes anything (mnist_budget.preflight). So that a refused command does not
-wait seconds for Lightning to load, a task module imports Lightning inside its task function.
-Adding a task: one YAML in conf/task/ and one module here.
+composed config and returns its metrics) and the task's own keys; the preflight's ``TASK_CHECKS``
+holds the checks of its inputs. Adding a task: one YAML in conf/task/, one module here and, if it
+has inputs to check, an entry in ``TASK_CHECKS``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from hydra.utils import get_method
 from omegaconf import DictConfig
@@ -22,9 +18,3 @@ from omegaconf import DictConfig
 def task_function(cfg: DictConfig) -> Callable[[DictConfig], dict[str, float]]:
     """The function that runs ``cfg``'s task (``task_function`` in conf/task/<name>.yaml)."""
     return get_method(str(cfg.task_function))
-
-
-def task_check(cfg: DictConfig) -> Callable[[DictConfig, Path, bool], Any]:
-    """The ``check`` function of the module that holds ``cfg``'s task function."""
-    module_name = str(cfg.task_function).rsplit(".", 1)[0]
-    return importlib.import_module(module_name).check

@@ -7,29 +7,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoints import check_dataset, dataset_of, network_of
-from mnist_budget.validate import check_config, check_data_files
+from mnist_budget.checkpoints import dataset_of, network_of
+from mnist_budget.hardware import describe, hardware_line, run_settings
+from mnist_budget.models import count_parameters
+from mnist_budget.reporting.plots import write_test_figures
+from mnist_budget.reporting.results import test_set_scores, write_results
+from mnist_budget.rules import check_config
+from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.training.module import Classifier
 
 log = logging.getLogger(__name__)
 
 
-def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """A checkpoint whose network loads, of the data set the run reads, and that set's test files."""
-    _, hparams = network_of(cfg)
-    check_dataset(cfg, hparams)
-    check_data_files(cfg)
-
-
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path``'s weights; write results.json and the two figures into the run folder."""
-    # Imported here, not at the top: the preflight imports this module for ``check``.
-    from mnist_budget.builders import build_datamodule, build_trainer
-    from mnist_budget.hardware import describe, hardware_line, run_settings
-    from mnist_budget.models import count_parameters
-    from mnist_budget.module import Classifier
-    from mnist_budget.plots import write_test_figures
-    from mnist_budget.results import test_set_scores, write_results
-
     check_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     net, hparams = network_of(cfg)

@@ -1,9 +1,9 @@
-"""``task=predict``: read the digit in each of the user's own images."""
+"""``task=predict``: read the digit in each of the user's own images; one line per file and a table."""
 
 from __future__ import annotations
 
 import csv
-import glob
+import io
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -14,15 +14,16 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mnist_budget.checkpoints import dataset_of, network_of
+from mnist_budget.data.preprocess import ImageProblem, read_digit
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import DATASETS, DataSet
-from mnist_budget.preprocess import ImageProblem, normalise, read_digit
-from mnist_budget.tta import mean_probabilities
-from mnist_budget.validate import check_output_path, positive_int, required
+from mnist_budget.files import write_atomically
+from mnist_budget.inference.classify import Predictor, answers
+from mnist_budget.inference.inputs import find_inputs
+from mnist_budget.rules import required
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+INPUT_WHAT = "an image, a folder of images or a quoted glob"
 
 
 @dataclass
@@ -33,33 +34,6 @@ class Prediction:
     top3: list[tuple[int, float]] = field(default_factory=list)
     unsure: bool | None = None  # probability below ``unsure_below``: check this one by eye
     error: str | None = None
-
-
-def find_inputs(spec: str) -> list[Path]:
-    """The files an ``input=`` names: one file, a folder's image files (sorted) or a glob's matches."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        # Not is_file(): a broken link or an unreadable entry is listed with its reason, not left out.
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
-        if not files:
-            raise UserError(f"input={spec} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): point input at images")
-        return files
-    if glob.has_magic(spec):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-        if not files:
-            raise UserError(f"input={spec} matches no files: check the pattern (quote it so the shell leaves it alone)")
-        return files
-    raise UserError(f"input={spec} does not exist: give an image file, a folder of images or a quoted glob")
-
-
-def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """A checkpoint whose network loads, inputs that exist, a batch size and a table it can write."""
-    network_of(cfg)
-    find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
-    positive_int(cfg, "predict_batch_size", "images per forward pass")
-    check_output_path("output", run_dir / str(cfg.output))
 
 
 def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], list[torch.Tensor]]:
@@ -81,69 +55,46 @@ def prepare(paths: list[Path], save_to: Path | None) -> tuple[list[Prediction], 
     return predictions, tensors
 
 
-@torch.inference_mode()
-def classify(
-    net: torch.nn.Module, images: torch.Tensor, batch_size: int, tta: bool = False, data: DataSet = DATASETS["mnist"]
-) -> torch.Tensor:
-    """Class probabilities of [0, 1] images (N, 1, 28, 28), in batches, fp32 on the CPU,
-    normalised as ``data`` (the data set the network learnt: ``checkpoints.dataset_of``).
-
-    ``tta``: the mean probability over the image and its one-pixel shifts (``mnist_budget.tta``,
-    5 forward passes instead of one).
-    """
-    def forward(batch: torch.Tensor) -> torch.Tensor:
-        return net(normalise(batch, data))
-
-    if tta:
-        return torch.cat([mean_probabilities(forward, batch) for batch in images.split(batch_size)])
-    return torch.cat([forward(batch).softmax(dim=1) for batch in images.split(batch_size)])
+def table_text(predictions: list[Prediction], suffix: str) -> str:
+    """The predictions as JSON (``.json``) or CSV (anything else)."""
+    if suffix.lower() == ".json":
+        return json.dumps([asdict(p) for p in predictions], indent=2) + "\n"
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "digit", "probability", "top3", "unsure", "error"])
+    for p in predictions:
+        top3 = " ".join(f"{digit}:{prob:.4f}" for digit, prob in p.top3)
+        probability = f"{p.probability:.4f}" if p.probability is not None else ""
+        unsure = "" if p.unsure is None else str(p.unsure).lower()
+        writer.writerow([p.path, "" if p.digit is None else p.digit, probability, top3, unsure, p.error or ""])
+    return text.getvalue()
 
 
-def is_unsure(probability: float, unsure_below: float) -> bool:
-    """The one rule of confidence, for predict and serve: a top probability below ``unsure_below``
-    (conf/config.yaml) flags the digit as unsure."""
-    return probability < unsure_below
-
-
-def write_table(predictions: list[Prediction], path: Path) -> None:
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps([asdict(p) for p in predictions], indent=2) + "\n")
-        return
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["path", "digit", "probability", "top3", "unsure", "error"])
-        for p in predictions:
-            top3 = " ".join(f"{digit}:{prob:.4f}" for digit, prob in p.top3)
-            probability = f"{p.probability:.4f}" if p.probability is not None else ""
-            unsure = "" if p.unsure is None else str(p.unsure).lower()
-            writer.writerow([p.path, "" if p.digit is None else p.digit, probability, top3, unsure, p.error or ""])
+def console_line(p: Prediction) -> str:
+    if p.error is not None:
+        return f"{p.path}: skipped ({p.error})"
+    top3 = ", ".join(f"{digit} {100 * prob:.1f}%" for digit, prob in p.top3)
+    flag = "  UNSURE" if p.unsure else ""
+    return f"{p.path}: {p.digit} ({100 * p.probability:.1f}%){flag}  top-3: {top3}"
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
     """Predict every input; print a line per file and write the table. Nothing readable: a UserError."""
     output_dir = Path(cfg.paths.output_dir)
-    paths = find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    paths = find_inputs(required(cfg, "input", INPUT_WHAT))
     net, hparams = network_of(cfg)
     save_to = output_dir / "preprocessed" if cfg.get("save_preprocessed") else None
     predictions, tensors = prepare(paths, save_to)
     readable = [p for p in predictions if p.error is None]
     if readable:
-        probabilities = classify(net, torch.stack(tensors), int(cfg.predict_batch_size), bool(cfg.tta), dataset_of(hparams))
-        for prediction, probs in zip(readable, probabilities, strict=True):
-            values, digits = probs.topk(3)
-            prediction.top3 = [(int(d), round(float(v), 4)) for d, v in zip(digits, values, strict=True)]
-            prediction.digit, prediction.probability = prediction.top3[0]
-            prediction.unsure = is_unsure(float(values[0]), cfg.unsure_below)
+        predictor = Predictor(net, dataset_of(hparams), tta=bool(cfg.tta), batch_size=int(cfg.predict_batch_size))
+        for prediction, answer in zip(readable, answers(predictor(torch.stack(tensors)), cfg.unsure_below), strict=True):
+            prediction.digit, prediction.probability = answer.digit, answer.probability
+            prediction.top3, prediction.unsure = answer.top3, answer.unsure
     for p in predictions:
-        if p.error is None:
-            top3 = ", ".join(f"{digit} {100 * prob:.1f}%" for digit, prob in p.top3)
-            flag = "  UNSURE" if p.unsure else ""
-            print(f"{p.path}: {p.digit} ({100 * p.probability:.1f}%){flag}  top-3: {top3}")
-        else:
-            print(f"{p.path}: skipped ({p.error})")
+        print(console_line(p))
     table = output_dir / str(cfg.output)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    write_table(predictions, table)
+    write_atomically(table, table_text(predictions, table.suffix))
     unsure = sum(bool(p.unsure) for p in readable)
     log.info(
         "%d of %d images predicted with %s (%d unsure: probability below %s); table: %s",

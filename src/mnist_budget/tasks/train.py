@@ -7,40 +7,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
 
-from mnist_budget.validate import (
-    check_augment,
-    check_config,
-    check_data_files,
-    check_extra_train,
-    check_model,
-)
+from mnist_budget.checkpoints import resume_from
+from mnist_budget.hardware import RunSettings, describe, hardware_line, run_settings
+from mnist_budget.reporting.plots import plot_history, write_test_figures
+from mnist_budget.reporting.results import final_val_acc, test_set_scores, write_results
+from mnist_budget.rules import check_config
+from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.training.callbacks import EpochHistory, Interruption, ParameterBudget, RandomState, interruption_message
+from mnist_budget.training.module import Classifier
 
 log = logging.getLogger(__name__)
 
 # Below this test accuracy a run is flagged: 10 classes give 0.10 by guessing.
 CHANCE_LEVEL = 0.15
-
-
-def check(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """Before the job starts: the network and the augmentation on a small batch, the checkpoint to
-    resume (a sweep's jobs each have their own folder, so ``ckpt_path`` is checked per job), the
-    extra training digits' settings, the data."""
-    check_model(cfg)
-    if cfg.get("augment"):
-        check_augment(cfg)
-    if cfg.get("ckpt_path") and not multirun:
-        from mnist_budget.mnist_files import dataset_name
-        from mnist_budget.resume import (
-            checkpoint_to_resume,  # imports Lightning: only when resuming
-        )
-
-        model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
-        checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim, dataset_name(cfg))
-    check_extra_train(cfg)
-    check_data_files(cfg)
 
 
 def run_overrides() -> list[str]:
@@ -71,10 +55,8 @@ def compared_knobs(cfg: DictConfig, params: int, precision: str) -> dict[str, An
     return {key: value if isinstance(value, (int, float, str, bool)) else str(value) for key, value in knobs.items()}
 
 
-def log_final_hyperparameters(trainer: Any, knobs: dict[str, Any], metrics: dict[str, float]) -> None:
+def log_final_hyperparameters(trainer: L.Trainer, knobs: dict[str, Any], metrics: dict[str, float]) -> None:
     """The compared knobs with the run's real final metrics (TensorBoard's HParams tab)."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(knobs, metrics=metrics)
@@ -84,7 +66,7 @@ def log_final_hyperparameters(trainer: Any, knobs: dict[str, Any], metrics: dict
         logger.save()
 
 
-def why_training_stopped(trainer: Any) -> str:
+def why_training_stopped(trainer: L.Trainer) -> str:
     """The schedule's end, or the early stop and its threshold."""
     early = trainer.early_stopping_callback
     if early is not None and early.stopped_epoch > 0:
@@ -94,87 +76,44 @@ def why_training_stopped(trainer: Any) -> str:
     return f"the schedule's end (trainer.max_epochs={trainer.max_epochs})"
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the final (or best) weights, write results.json and the figures; return the metrics."""
-    # Imported here, not at the top: the preflight imports this module for ``check``.
-    import lightning as L
-
-    from mnist_budget.builders import build_datamodule, build_trainer
-    from mnist_budget.callbacks import EpochHistory, ParameterBudget
-    from mnist_budget.hardware import describe, hardware_line, run_settings
-    from mnist_budget.module import Classifier
-    from mnist_budget.plots import plot_history, write_test_figures
-    from mnist_budget.results import final_val_acc, test_set_scores, write_results
-    from mnist_budget.resume import (
-        Interruption,
-        RandomState,
-        interruption_message,
-        resume_from,
-    )
-
-    check_config(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    output_dir = Path(cfg.paths.output_dir)
-    log.info("run folder: %s", output_dir)
-    settings = run_settings(cfg)  # a bad layout fails here, before any data loads
-    hardware = describe(settings.device)
-    auto = " (auto)" if str(cfg.trainer.precision) == "auto" else ""
-    log.info("hardware: %s; precision %s%s, layout %s", hardware_line(hardware), settings.precision, auto, settings.layout)
-
-    module = Classifier.from_config(cfg)
-    module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
-    ckpt_path, resume_step = resume_from(cfg, module.hparams["model"], module.hparams["optim"])
-
-    datamodule = build_datamodule(cfg)
-    budget = ParameterBudget(cfg.model.budget)
-    history = EpochHistory()
-    interruption = Interruption()
-    trainer = build_trainer(cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step)
-
+def fit(trainer: L.Trainer, module: Classifier, datamodule: Any, ckpt_path: str | None, interruption: Interruption,
+        output_dir: Path) -> float:  # fmt: skip
+    """Train; return the seconds it took. A SIGTERM or Ctrl-C (``Interruption`` saved the step)
+    becomes ``Interrupted``, whose line says how to resume."""
     start = time.perf_counter()
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SystemExit:  # Lightning's way out after SIGTERM or Ctrl-C (Interruption saved the step)
+    except SystemExit:  # Lightning's way out after SIGTERM or Ctrl-C
         if interruption.stopped is None:
             raise
         raise interruption_message(interruption.stopped, output_dir, run_overrides()) from None
-    train_seconds = time.perf_counter() - start
-    stopped = why_training_stopped(trainer)
-    # Copy now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
-    epochs = list(history.history)
-    # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
-    best_val_acc = max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan"))
+    return time.perf_counter() - start
 
+
+def tested_checkpoint(trainer: L.Trainer, test_checkpoint: str) -> tuple[str, str | None]:
+    """The best epoch's checkpoint (or "") and the one to test: ``None`` means the weights in hand (last)."""
     monitored = [callback for callback in trainer.checkpoint_callbacks if getattr(callback, "monitor", None)]
     best = monitored[0].best_model_path if monitored else ""
-    tested = best if cfg.test_checkpoint == "best" and best else None  # None: the weights in hand (last)
-    log.debug("testing %s on the official test set", tested or "the last weights")
-    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True, verbose=False)
+    return best, (best if test_checkpoint == "best" and best else None)
 
-    test_report = module.test_report()
-    metrics = {
-        "val/acc_best": best_val_acc,
-        "val/acc": final_val_acc(epochs),  # the final weights'
-        "test/acc": test_metrics["test/acc"],
-        "test/loss": test_metrics["test/loss"],
-    }
-    if not trainer.is_global_zero:
-        return metrics  # under DDP only rank 0 writes the results, plots and figures
-    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
-    knobs = compared_knobs(cfg, budget.params, settings.precision)
-    log_final_hyperparameters(trainer, knobs, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
-    results = {
+
+def train_results(cfg: DictConfig, trainer: L.Trainer, settings: RunSettings, hardware: dict[str, Any],
+                  metrics: dict[str, float], test_report: dict[str, Any], params: int, epochs: list[dict[str, Any]],
+                  train_seconds: float, checkpoints: tuple[str, str | None]) -> dict[str, Any]:  # fmt: skip
+    """results.json of a training run."""
+    best, tested = checkpoints
+    return {
         "task": "train",
         "model": cfg.model.name,
         "experiment": cfg.experiment_name or cfg.model.name,
         "claim": cfg.claim,
-        "params": budget.params,
+        "params": params,
         "budget": cfg.model.budget,
         "epochs": len(epochs),
-        "stopped_by": stopped,
-        "best_val_acc": best_val_acc,
+        "stopped_by": why_training_stopped(trainer),
+        "best_val_acc": metrics["val/acc_best"],
         "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
-        **test_set_scores(test_report, test_metrics, bool(cfg.eval_tta)),
+        **test_set_scores(test_report, {"test/acc": metrics["test/acc"], "test/loss": metrics["test/loss"]}, bool(cfg.eval_tta)),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,
@@ -187,9 +126,48 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "processes": trainer.world_size,
         "global_batch_size": cfg.data.batch_size * trainer.world_size,
         "tags": list(cfg.get("tags") or []),
+        "chance_level": metrics["test/acc"] < CHANCE_LEVEL,
         "history": epochs,
     }
-    results["chance_level"] = metrics["test/acc"] < CHANCE_LEVEL
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test the final (or best) weights, write results.json and the figures; return the metrics."""
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+    log.info("run folder: %s", output_dir)
+    settings = run_settings(cfg)  # a bad layout fails here, before any data loads
+    hardware = describe(settings.device)
+    auto = " (auto)" if str(cfg.trainer.precision) == "auto" else ""
+    log.info("hardware: %s; precision %s%s, layout %s", hardware_line(hardware), settings.precision, auto, settings.layout)
+
+    module = Classifier.from_config(cfg)
+    module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
+    ckpt_path, resume_step = resume_from(cfg, module.hparams["model"], module.hparams["optim"])
+    datamodule = build_datamodule(cfg)
+    budget, history, interruption = ParameterBudget(cfg.model.budget), EpochHistory(), Interruption()
+    trainer = build_trainer(cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step)
+    train_seconds = fit(trainer, module, datamodule, ckpt_path, interruption, output_dir)
+    # Copied now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
+    epochs = list(history.history)
+    checkpoints = tested_checkpoint(trainer, cfg.test_checkpoint)
+    log.debug("testing %s on the official test set", checkpoints[1] or "the last weights")
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints[1], weights_only=True, verbose=False)
+    metrics = {
+        # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
+        "val/acc_best": max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan")),
+        "val/acc": final_val_acc(epochs),  # the final weights'
+        "test/acc": test_metrics["test/acc"],
+        "test/loss": test_metrics["test/loss"],
+    }
+    if not trainer.is_global_zero:
+        return metrics  # under DDP only rank 0 writes the results, plots and figures
+    test_report = module.test_report()
+    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
+    knobs = compared_knobs(cfg, budget.params, settings.precision)
+    log_final_hyperparameters(trainer, knobs, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
+    results = train_results(cfg, trainer, settings, hardware, metrics, test_report, budget.params, epochs, train_seconds, checkpoints)
     if results["chance_level"]:
         log.warning(
             "test accuracy %.2f%% is at chance level (10 classes): this run learnt nothing useful "
@@ -202,7 +180,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info(
         "%s: test accuracy %.2f%% (%s weights, official 10k test set) after %d epochs, stopped by %s; "
         "%.1f s of training; run folder: %s",
-        cfg.model.name, 100 * metrics["test/acc"], "best" if tested else "final", len(epochs), stopped,
+        cfg.model.name, 100 * metrics["test/acc"], "best" if checkpoints[1] else "final", len(epochs), results["stopped_by"],
         train_seconds, output_dir,
     )  # fmt: skip
     return metrics

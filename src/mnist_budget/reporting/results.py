@@ -1,4 +1,5 @@
-"""A run's own record: results.json (train and eval share its test-set part), written atomically."""
+"""A run's own record: results.json (train and eval share its test-set part), written atomically
+(mnist_budget.files)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mnist_budget.errors import UserError, first_line
+from mnist_budget.files import write_atomically
 
 FAILURE_FILE = "failure.json"  # written instead of results.json by a sweep job that failed
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write beside the target, then rename: an interrupted run never leaves a half-written file,
-    and a full or read-only disk is one line naming the file."""
-    staging = path.with_name(path.name + ".tmp")
-    try:
-        staging.write_text(text)
-        staging.replace(path)
-    except OSError as err:
-        staging.unlink(missing_ok=True)
-        raise UserError(f"could not write {path} ({err.strerror or first_line(err)}): free disk space or make {path.parent} writable") from err
 
 
 def write_results(path: Path, results: dict[str, Any]) -> None:

@@ -1,18 +1,17 @@
-"""``python -m mnist_budget.report RUN_OR_SWEEP_DIR ...``: the results table and seed statistics of
-finished runs (the tables themselves: mnist_budget.tables)."""
+"""``python -m mnist_budget.reporting RUN_OR_SWEEP_DIR ...``: the results table and seed statistics
+of finished runs (the tables themselves: mnist_budget.reporting.tables)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from mnist_budget.tables import collect_results, results_table, seed_statistics, seed_table
+from mnist_budget.reporting.tables import collect_results, results_table, seed_statistics, seed_table
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mnist_budget.report RUN_OR_SWEEP_DIR ... [--output report.md]``: tabulate runs'
+    """``python -m mnist_budget.reporting RUN_OR_SWEEP_DIR ... [--output report.md]``: tabulate runs'
     results.json, one row per run, then the seed statistics of every config run with several seeds."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run or sweep directories, or results.json files")
     parser.add_argument("--output", type=Path, help="write the tables here as well as to stdout")
@@ -28,7 +27,3 @@ def main(argv: list[str] | None = None) -> None:
     print(report, end="")
     if args.output:
         args.output.write_text(report)
-
-
-if __name__ == "__main__":
-    main()

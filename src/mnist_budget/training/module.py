@@ -18,10 +18,11 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from mnist_budget.checkpoints import dataset_of
+from mnist_budget.data.sets import DataSet, dataset_name
 from mnist_budget.errors import UserError
-from mnist_budget.mnist_files import DataSet, dataset_name, find_dataset
+from mnist_budget.inference.classify import mean_probabilities
 from mnist_budget.models import build_network
-from mnist_budget.tta import mean_probabilities
 
 NUM_CLASSES = 10
 
@@ -44,7 +45,8 @@ class Classifier(L.LightningModule):
         """``model``: a model config (``name``, ``budget``, ``net``); ``optim``: an optim config;
         ``dataset``: the data set it learns (saved, so that the tasks normalise and name classes
         as it did: ``mnist_budget.checkpoints.dataset_of``); ``eval_tta``: validate and test on
-        the mean probability over each image and its one-pixel shifts (``mnist_budget.tta``)."""
+        the mean probability over each image and its one-pixel shifts
+        (``mnist_budget.inference.classify``)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.net: nn.Module = build_network(model["net"], model.get("name", "?"))
@@ -82,7 +84,7 @@ class Classifier(L.LightningModule):
 
     @property
     def data_set(self) -> DataSet:
-        return find_dataset(self.hparams.get("dataset", "mnist"))
+        return dataset_of(self.hparams)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -103,10 +105,10 @@ class Classifier(L.LightningModule):
         mean_loss.update(loss.detach(), weight=len(labels))
         acc.update(logits.detach(), labels)
         if stage == "train" and batch_idx != self.trainer.num_training_batches - 1:
-            # Each self.log() call costs about 1 ms in Lightning's bookkeeping (it copies the
-            # logged metric's metadata), 10 % of a CPU training step. The metric objects already
-            # hold every batch's update, so logging them once, on the epoch's last batch, gives
-            # the same epoch values (Lightning computes and resets them at the epoch's end).
+            # Each self.log() call costs Lightning's bookkeeping (it copies the logged metric's
+            # metadata; docs/performance.md, levers). The metric objects already hold every
+            # batch's update, so logging them once, on the epoch's last batch, gives the same
+            # epoch values (Lightning computes and resets them at the epoch's end).
             return loss
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)

@@ -1,17 +1,20 @@
-"""Exact resume: a killed run continues from ``checkpoints/last.ckpt`` and ends as if never stopped.
+"""Everything the project hands Lightning's Trainer besides the LightningModule: its own
+callbacks and the checkpoint writer. Lightning's own callbacks are configured in conf/callbacks/.
 
-What a checkpoint must hold for that, and who restores it:
+Exact resume (a killed run continues from ``checkpoints/last.ckpt`` and ends as if never
+stopped) takes several parts, and this is who restores what:
 - the weights, optimiser, scheduler, loop counters and callback states: Lightning itself;
-- ``last.ckpt`` often enough, written atomically: ``LastCheckpoint`` here, with
-  mnist_budget.checkpoint_io.AtomicCheckpointIO;
-- the random generators (augmentation, dropout): ``RandomState`` here;
-- the position in the epoch's data order: the data module's own state (mnist_budget.data,
-  ``MNISTDataModule.state_dict``); each epoch's order is a pure function of (seed, epoch);
-- the epoch metrics' running sums: persistent torchmetrics (mnist_budget.module);
-- a run stopped by SIGTERM or Ctrl-C: ``Interruption`` here saves ``last.ckpt`` at the step it
-  stopped after, and the task reports the command that resumes it;
+- ``last.ckpt`` often enough, written atomically: ``LastCheckpoint`` and ``AtomicCheckpointIO``;
+- the random generators (augmentation, dropout): ``RandomState``;
+- the position in the epoch's data order: the data module's own state
+  (mnist_budget.data.datamodule, ``MNISTDataModule.state_dict``); each epoch's order is a pure
+  function of (seed, epoch);
+- the epoch metrics' running sums: persistent torchmetrics (mnist_budget.training.module);
+- a run stopped by SIGTERM or Ctrl-C: ``Interruption`` saves ``last.ckpt`` at the step it
+  stopped after, and ``interruption_message`` is the line with the command that resumes it;
 - TensorBoard without the steps the killed run logged after its checkpoint: ``purge_step``
-  (mnist_budget.builders.build_loggers, from ``resume_from``'s step).
+  (mnist_budget.training.builders.build_loggers, from mnist_budget.checkpoints.resume_from).
+Which checkpoint a run resumes from, and whether it fits the run: mnist_budget.checkpoints.
 
 Lightning has no public API for the save after each validation that ``LastCheckpoint`` adds to
 ModelCheckpoint's step and time triggers; the private members it calls are listed in
@@ -24,22 +27,25 @@ import logging
 import shlex
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import load_checkpoint
 from mnist_budget.errors import Interrupted, UserError
-from mnist_budget.mnist_files import dataset_name
+from mnist_budget.files import atomic_write
+from mnist_budget.hardware import resolve_layout
+from mnist_budget.models import check_budget
 
 log = logging.getLogger(__name__)
 
-# The private Lightning members this module relies on (checked by tests/test_resume.py).
+# The private Lightning members LastCheckpoint relies on (checked by tests/test_resume.py).
 LIGHTNING_PRIVATE = (
     (ModelCheckpoint, "_should_skip_saving_checkpoint"),
     (ModelCheckpoint, "_save_last_checkpoint"),
@@ -47,79 +53,131 @@ LIGHTNING_PRIVATE = (
 )
 
 
-def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
-    """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); ``auto`` the
-    same if it exists, else a fresh start (``None``: a job that a scheduler requeued resumes, a
-    new one starts); a path is itself."""
-    if ckpt_path not in ("last", "auto"):
-        return Path(ckpt_path)
-    path = output_dir / "checkpoints" / "last.ckpt"
-    if ckpt_path == "auto":
-        return path if path.is_file() else None
-    if not path.is_file():
-        raise UserError(
-            f"ckpt_path=last found no {path}: resume inside the killed run's folder with "
-            "hydra.run.dir=<that folder> (and its overrides), or give ckpt_path=<path to a .ckpt>"
-        )
-    return path
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint beside its target and renames it into place (mnist_budget.files).
 
-
-# What Lightning restores when it resumes (a weights-only save, save_weights_only=true, lacks the last four).
-TRAINING_STATE = ("epoch", "global_step", "loops", "optimizer_states", "lr_schedulers")
-
-
-def checkpoint_to_resume(
-    ckpt_path: str, run_dir: Path, model: dict[str, Any], optim: dict[str, Any], dataset: str = "mnist"
-) -> tuple[Path | None, dict[str, Any]]:
-    """The checkpoint a run resumes from (``last``, ``auto``: ``run_dir``'s) and its contents
-    (``None, {}`` for ``auto`` in a folder without one).
-
-    Refused in one line: a file that is missing or unsafe, one written with other model or
-    optimiser settings or on another data set (a resumed run must continue the same recipe to
-    match an uninterrupted one), or one that holds weights without the training state.
+    A run killed while saving leaves the previous ``last.ckpt`` whole; Lightning's own writer
+    stages the file in the system temp folder, which is often another file system, where the final
+    move is a copy that a kill can cut short. A disk that is full or read-only stops the run with
+    one line naming the file (the previous one stays).
     """
-    path = resolve_checkpoint_path(ckpt_path, run_dir)
-    if path is None:
-        return None, {}
-    checkpoint = load_checkpoint(path, model.get("name"))
-    saved = checkpoint.get("hyper_parameters", {})
-    saved_dataset = saved.get("dataset", "mnist")  # checkpoints from before data sets had names learnt MNIST
-    for group, was, current in (("model", saved.get("model"), model), ("optim", saved.get("optim"), optim), ("data.dataset", saved_dataset, dataset)):
-        difference = first_difference(was, current, group)
-        if difference:
-            raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
-    missing = [key for key in TRAINING_STATE if key not in checkpoint]
-    if missing:
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        with atomic_write(path, what="the checkpoint ") as file:
+            torch.save(checkpoint, file)
+
+
+class ParameterBudget(Callback):
+    """Counts trainable parameters before any step, logs them, and stops a model over its budget."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.params: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        name = getattr(pl_module, "model_name", type(pl_module.net).__name__)
+        self.params = check_budget(pl_module.net, self.budget, name)
+        if stage != "fit":
+            return  # said once per run, before training
+        log.info("model %s: %s trainable parameters (budget %s)", name, f"{self.params:,}", f"{self.budget:,}")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step == 0:  # logged once per run: not again when a run resumes
+            for logger in trainer.loggers:
+                logger.log_metrics({"model/params": self.params, "model/budget": self.budget}, step=0)
+
+
+class FiniteLoss(Callback):
+    """Stops the run at the first non-finite training loss, naming the epoch and step.
+
+    Diverged weights only produce NaNs from then on; the checkpoints already written (the last
+    good epoch's) stay as they are. Checking reads the loss back from the device, so on a GPU
+    ``check_every_n_steps`` can space the checks out.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        self.every = max(1, int(check_every_n_steps))
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or trainer.global_step % self.every or bool(torch.isfinite(loss).all()):
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         raise UserError(
-            f"ckpt_path={path} holds weights but not the training state a run resumes from (no {', '.join(missing)}): "
-            "resume from a run's checkpoints/last.ckpt, or use this file with task=eval|predict|export"
+            f"the training loss became {float(loss.detach().float())} at epoch {trainer.current_epoch + 1}, "
+            f"step {trainer.global_step} (learning rate {lr:.3g}): lower optim.lr or check optim.* "
+            "(checkpoints written before this epoch are kept)"
         )
-    return path, checkpoint
 
 
-def first_difference(saved: Any, current: Any, prefix: str) -> str | None:
-    """The first key (dotted) where two nested configs differ, or ``None`` when they agree."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current), key=str):
-            if key not in saved:  # a key added to the config since the checkpoint was written
-                return f"{prefix}.{key}={current[key]} (the checkpoint has no such key: add ~{prefix}.{key})"
-            found = first_difference(saved.get(key), current.get(key), f"{prefix}.{key}")
-            if found:
-                return found
-        return None
-    return None if saved == current else f"{prefix}={current} (the checkpoint has {saved})"
+class MemoryFormat(Callback):
+    """Stores the network's 4-D weights (and so its activations) in the layout chosen for the device.
+
+    ``layout``: ``channels_last`` (NHWC), ``contiguous`` (NCHW) or ``auto``, which
+    ``mnist_budget.hardware.resolve_layout`` turns into channels_last on a CPU or a CUDA GPU and
+    contiguous elsewhere (docs/performance.md has the measurements behind the rule).
+    """
+
+    def __init__(self, layout: str = "auto") -> None:
+        self.requested = layout
+        self.layout: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.layout = resolve_layout(self.requested, trainer.strategy.root_device.type)
+        if self.layout == "channels_last":
+            pl_module.to(memory_format=torch.channels_last)
 
 
-def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The checkpoint path a training run resumes from (``ckpt_path``, ``last`` resolved) and its
-    global step; ``(None, None)`` for a fresh run."""
-    if not cfg.get("ckpt_path"):
-        return None, None
-    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim, dataset_name(cfg))
-    if path is None:
-        return None, None
-    log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])
-    return str(path), int(checkpoint["global_step"])
+class EpochHistory(Callback):
+    """Records one row of metrics per epoch (for results.json and the plot) and prints it as a table."""
+
+    METRICS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self._epoch_start = 0.0
+        self._validated_epoch = -1  # the last epoch whose validation ran (trainer.check_val_every_n_epoch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()  # a resumed run starts timing mid-epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning runs the epoch's validation before this hook, so val/* are this epoch's; in an
+        # epoch without validation they would be an earlier epoch's, and are left out.
+        metrics = trainer.callback_metrics
+        validated = self._validated_epoch == trainer.current_epoch
+        row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
+        row.update({key: float(metrics[key]) for key in self.METRICS if key in metrics and (validated or not key.startswith("val/"))})
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        row["seconds"] = time.perf_counter() - self._epoch_start
+        self.history.append(row)
+        if len(self.history) == 1:
+            log.info("epoch | train loss  acc    | val loss  acc    | lr       | seconds")
+        val = f"{row['val/loss']:8.4f} {100 * row['val/acc']:6.2f}%" if "val/acc" in row else f"{'-':>8s} {'-':>7s}"
+        log.info(
+            "%5d | %10.4f %6.2f%% | %s | %.2e | %6.1f",
+            row["epoch"],
+            row.get("train/loss", float("nan")),
+            100 * row.get("train/acc", float("nan")),
+            val,
+            row["lr"] or float("nan"),
+            row["seconds"],
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}  # plain floats: resumable and weights_only-safe
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -207,7 +265,7 @@ class Interruption(Callback):
     Lightning stops at a step's end on SIGTERM by itself; the first Ctrl-C is made to do the same
     (it is noted, the step finishes, then Lightning's KeyboardInterrupt path runs). Both signals
     are ignored while the checkpoint is written, and the write is atomic
-    (mnist_budget.checkpoint_io), so a second Ctrl-C cannot corrupt it. A second Ctrl-C before the
+    (mnist_budget.training.callbacks), so a second Ctrl-C cannot corrupt it. A second Ctrl-C before the
     step ends, or one outside training (validation, test), stops at once: then ``last.ckpt`` is the
     last periodic save.
 

@@ -1,13 +1,11 @@
-"""Per-sample random rotation and translation of a whole batch, in two tensor operations.
+"""Batch augmentations on the device: per-sample rotation and shift (``RandomShiftRotate``), pen and
+scan styles (``RandomStrokeStyle``), and the check that builds the augment group's pipeline.
 
-kornia.augmentation.RandomAffine does the same (the reference recipes still use it), but its
-parameter generation and checks make it cost about 1.7 ms per 128-image batch on a 2-core CPU,
-against 0.3 ms for this module: over 10 % of a default training step. This module draws the
-parameters for the whole batch at once and warps with ``affine_grid`` + ``grid_sample``
-(bilinear, zero padding, rotation about the centre), as kornia does. The sampling grid is one
-matrix product of the pixel centres with every image's 2x3 matrix (``affine_grid``'s own formula):
-``F.affine_grid`` computes it as 256 tiny batched products, 2 ms per 256-image batch on a 2-core
-CPU (8 % of a default training step), against 0.07 ms for the one product.
+``RandomShiftRotate`` does what kornia.augmentation.RandomAffine does (the reference recipes still
+use kornia), drawing the parameters for the whole batch at once and warping with ``grid_sample``
+(bilinear, zero padding, rotation about the centre). The sampling grid is one matrix product of
+the pixel centres with every image's 2x3 matrix (``affine_grid``'s own formula) instead of
+``F.affine_grid``'s many tiny batched products: both are measured in docs/performance.md (levers).
 """
 
 from __future__ import annotations
@@ -17,9 +15,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 
-from mnist_budget.errors import UserError
+from mnist_budget.errors import UserError, find_user_error, first_line
 
 
 class RandomShiftRotate(nn.Module):
@@ -78,7 +78,7 @@ class RandomStrokeStyle(nn.Module):
     """Writing styles MNIST's scans rarely show, per sample: a thicker or thinner pen (grey-level
     dilation by a ``pen`` x ``pen`` square / erosion by 3x3) and a low-resolution round trip (the 28-pixel field reduced to
     ``low_res`` pixels by area averaging and enlarged again, bilinear), as a coarse scan or a
-    small photo leaves a digit after ``mnist_budget.preprocess.mnist_style``.
+    small photo leaves a digit after ``mnist_budget.data.preprocess.mnist_style``.
 
     Each image is thickened with probability ``thick``, else thinned with ``thin``; then, with
     probability ``low_res_p``, blurred through one size drawn from ``low_res`` for the batch.
@@ -114,3 +114,19 @@ class RandomStrokeStyle(nn.Module):
 
     def extra_repr(self) -> str:
         return f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}, pen={self.pen}"
+
+
+def check_augment(augment_config: DictConfig) -> nn.Module:
+    """Build the augment group's pipeline and run it on two images: its own checks refuse a bad range
+    (say a negative rotation), and an argument of the wrong type fails here rather than in training."""
+    fix = "fix the augment.* override"
+    try:
+        augment = instantiate(augment_config)
+        augmented = augment(torch.rand(2, 1, 28, 28))
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the component's own error
+        raise find_user_error(err) or UserError(
+            f"augment cannot be built or fails on a batch of images ({first_line(err.__cause__ or err).rstrip('.')}): {fix}"
+        ) from err
+    if tuple(augmented.shape) != (2, 1, 28, 28):
+        raise UserError(f"augment turns 2 images of 1x28x28 into shape {tuple(augmented.shape)}: {fix}")
+    return augment

@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 from omegaconf import DictConfig
 
-from mnist_budget.checkpoint_io import AtomicCheckpointIO
 from mnist_budget.console import route_library_logs
-from mnist_budget.data import MNISTDataModule
+from mnist_budget.data.datamodule import MNISTDataModule
 from mnist_budget.hardware import RunSettings, run_settings
+from mnist_budget.training.callbacks import AtomicCheckpointIO
 
 route_library_logs()  # Lightning, imported just now, gave its logger a console handler of its own
 
@@ -74,7 +74,7 @@ def build_trainer(
     """The trainer config with the callbacks and loggers groups (plus any callbacks given here).
 
     ``settings``: the run's device, precision and layout (``trainer.precision: auto`` resolved,
-    see mnist_budget.hardware); checkpoints are written atomically (mnist_budget.checkpoint_io).
+    see mnist_budget.hardware); checkpoints are written atomically (``AtomicCheckpointIO``).
     """
     settings = settings or run_settings(cfg)
     callbacks = [*extra_callbacks, *instantiate_group(cfg.get("callbacks"))]

@@ -13,6 +13,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
+
 def wandb_logged_in() -> bool:
     """Whether this user has given Weights & Biases an API key (environment or ``wandb login``)."""
     if os.environ.get("WANDB_API_KEY"):

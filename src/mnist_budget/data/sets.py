@@ -1,27 +1,27 @@
-"""What MNIST-format data sets are: the four original idx files, their checks, each set's
-normalisation constants and class names, and the data module's valid arguments.
+"""What MNIST-format data sets are: the four original idx files and their checks, each set's
+normalisation constants and class names, and where its download comes from.
 
-Light on purpose (no Lightning, no torchvision): the command line checks the data settings and
-files before a run starts (mnist_budget.preflight) with the same functions that the data module
-(mnist_budget.data) calls, and every task uses the same constants.
+Light on purpose (no torch): the command line checks the data files before a run starts
+(mnist_budget.tasks.preflight) with the same functions that the loader (mnist_budget.data.loading)
+calls, and every task uses the same constants.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-import shutil
+import socket
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_budget.errors import UserError, first_line
+from mnist_budget.files import atomic_write
 
 # Mean and standard deviation of the official training images, scaled to [0, 1].
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-TRAIN_SIZE = 60_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class DataSet:
     std: float
     classes: tuple[str, ...]
     source: str  # where to get the files when the download cannot run
+    download_host: str  # the host torchvision downloads the files from first (checked before a run)
 
     @property
     def background(self) -> float:
@@ -42,13 +43,17 @@ class DataSet:
 
 
 DATASETS = {
-    "mnist": DataSet("mnist", "MNIST", MNIST_MEAN, MNIST_STD, tuple(str(d) for d in range(10)), "http://yann.lecun.com/exdb/mnist/"),
+    "mnist": DataSet(
+        "mnist", "MNIST", MNIST_MEAN, MNIST_STD, tuple(str(d) for d in range(10)), "http://yann.lecun.com/exdb/mnist/",
+        "ossci-datasets.s3.amazonaws.com",
+    ),
     # Constants measured on the official training files (60,000 images).
     "fashion_mnist": DataSet(
         "fashion_mnist", "FashionMNIST", 0.2860, 0.3530,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "https://github.com/zalandoresearch/fashion-mnist, or Debian's package dataset-fashion-mnist "
         "(/usr/share/datasets/fashion-mnist/*.gz)",
+        "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
     ),
 }  # fmt: skip
 
@@ -76,18 +81,19 @@ def unpack_gzipped(raw: Path) -> None:
     before a run does it, so that it checks the unpacked files: about 50 MB written once.)"""
     for name in IDX_FILES:
         packed = raw / f"{name}.gz"
-        if not (raw / name).exists() and packed.is_file():
-            partial = raw / f"{name}.partial"
-            try:
-                with gzip.open(packed, "rb") as source, partial.open("wb") as target:
-                    shutil.copyfileobj(source, target)
-                partial.replace(raw / name)
-            except PermissionError as err:
-                partial.unlink(missing_ok=True)
-                raise UserError(f"{packed} cannot be unpacked beside itself ({err.strerror}): make {raw} writable, or unpack the .gz files there yourself") from err
-            except (OSError, EOFError, zlib.error) as err:
-                partial.unlink(missing_ok=True)
-                raise UserError(f"{packed} cannot be unpacked ({first_line(err)}): replace it with the original file") from err
+        if (raw / name).exists() or not packed.is_file():
+            continue
+        with atomic_write(raw / name) as target, gzip.open(packed, "rb") as source:
+            while chunk := read_packed(source, packed):
+                target.write(chunk)
+
+
+def read_packed(source: gzip.GzipFile, packed: Path, size: int = 1 << 20) -> bytes:
+    """The next ``size`` bytes of a gzipped file; a damaged one is refused in one line."""
+    try:
+        return source.read(size)
+    except (OSError, EOFError, zlib.error) as err:
+        raise UserError(f"{packed} cannot be unpacked ({first_line(err)}): replace it with the original file") from err
 
 
 # (file name, dimensions after the count): what a well-formed idx file of each kind holds.
@@ -130,14 +136,23 @@ def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), down
     """Refuse damaged idx files, and missing ones unless the run may ``download`` them, in one line
     (``name``: the data set, for the message). Gzipped originals are unpacked first."""
     unpack_gzipped(raw)
-    problems = {file: idx_file_problem(raw / file) for file in names}
+    problems = all_problems = {file: idx_file_problem(raw / file) for file in names}
     if download:
         problems = {name: problem for name, problem in problems.items() if problem != "is missing"}
     bad = {name: problem for name, problem in problems.items() if problem}
-    if not bad:
-        return
     spec = find_dataset(name)
     where = f"point MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds {spec.folder}/raw/"
+    missing = [file for file, problem in all_problems.items() if problem == "is missing"]
+    if download and missing:
+        unreachable = download_problem(spec.download_host)
+        if unreachable:
+            raise UserError(
+                f"{spec.folder} is missing from {raw} and cannot be downloaded ({spec.download_host}: {unreachable}): "
+                f"copy the original idx files ({', '.join(names)}, or the same with .gz; from {spec.source}) there, "
+                f"or {where}"
+            )
+    if not bad:
+        return
     if all(problem == "is missing" for problem in bad.values()) and len(bad) == len(names):
         raise UserError(
             f"{spec.folder} is missing from {raw} and data.download=false: copy the original idx files "
@@ -150,24 +165,14 @@ def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), down
     )
 
 
-def check_data_arguments(batch_size: int, eval_batch_size: int, val_size: int, total: int = TRAIN_SIZE) -> None:
-    """The data module's arguments: batch sizes of at least 1, and a validation split that leaves
-    training images (``total``: the training images there are)."""
-    for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        if not is_positive_int(value):
-            raise UserError(f"data.{key}={value!r} is invalid: it must be a positive integer")
-    check_val_size(val_size, total)
-
-
-def check_val_size(val_size: int, total: int) -> None:
-    """A validation split must leave training images: 1 to ``total - 1`` of the ``total`` there are."""
-    if not (is_positive_int(val_size) and val_size < total):
-        raise UserError(f"data.val_size={val_size!r} is invalid: it must be an integer from 1 to {total - 1}")
-
-
-def is_positive_int(value: object) -> bool:
-    """An int of at least 1 (a bool is not a number of images)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+def download_problem(host: str, timeout: float = 3.0) -> str | None:
+    """Why ``host`` cannot be reached on HTTPS (no name resolution, no route), or ``None``: a machine
+    without internet is told before the run starts, not after its imports and set-up."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return None
+    except OSError as err:
+        return first_line(err)
 
 
 def normalise(images, data: DataSet = DATASETS["mnist"]):  # noqa: ANN001, ANN201 - tensor or array, same type back

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from mnist_budget.data.preprocess import ImageProblem, mnist_style
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.preprocess import ImageProblem, mnist_style
+from mnist_budget.files import atomic_write, write_atomically
 
 FONTSOURCE = "https://registry.npmjs.org/@fontsource/{family}/-/{family}-{version}.tgz"
 FONT_SUFFIXES = (".ttf", ".otf", ".woff")
@@ -42,12 +43,6 @@ LATIN_WOFF = re.compile(r"/[a-z0-9-]+-latin-(\d+)-normal\.woff$")  # not latin-e
 RENDERER = 1  # bump when the drawing below changes, so that old caches are not reused
 CANVAS = 128  # pixels a side for drawing one digit
 RESAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
-
-
-def check_data_set(name: str) -> None:
-    """Font digits are digits: another data set's classes (Fashion-MNIST's clothes) cannot take them."""
-    if name != "mnist":
-        raise UserError(f"extra_train=fonts draws digits, not {name} classes: train data={name} without it (data.extra_train=null)")
 
 
 def download_font(folder: Path, family: str, version: str) -> Path:
@@ -67,12 +62,11 @@ def download_font(folder: Path, family: str, version: str) -> Path:
         if not weights:
             raise UserError(f"{url} holds no latin .woff font: drop {family!r} from data.extra_train.families")
         regular = weights[min(weights, key=lambda weight: abs(weight - 400))]  # the weight nearest 400
-        target, partial = folder / f"{family}.woff", folder / f"{family}.woff.part"
         member = archive.extractfile(regular)
         if member is None:  # a link or a folder by that name, not a file
             raise UserError(f"{url} holds no font file at {regular}: drop {family!r} from data.extra_train.families")
-        partial.write_bytes(member.read())
-        partial.replace(target)  # an interrupted download leaves no half a font behind
+        target = folder / f"{family}.woff"
+        write_atomically(target, member.read())  # an interrupted download leaves no half a font behind
     return target
 
 
@@ -136,9 +130,8 @@ class FontDigits:
         cache = self.cache_path(data_dir, fonts)
         if not cache.is_file():
             images, labels = render(fonts, self.copies, self.low_res_p, self.seed)
-            partial = cache.with_suffix(".tmp.npz")
-            np.savez(partial, images=images, labels=labels)
-            partial.replace(cache)  # whole or not at all: an interrupted drawing leaves no cache
+            with atomic_write(cache) as file:  # whole or not at all: an interrupted drawing leaves no cache
+                np.savez(file, images=images, labels=labels)
         return cache
 
     def load(self, data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,15 +3,21 @@
 Hydra creates the run folder and writes ``.hydra/`` and the log file before the task's code runs;
 a mistake found only then would already have overwritten an earlier run's files when
 ``hydra.run.dir`` points at one (as a resume does). ``preflight`` composes the same config with
-Hydra's compose API and checks everything that is cheap to check: the override syntax and keys,
-config values, the output folder, the model against its budget, the checkpoint to resume and the
-data files. Each problem is one ``UserError`` naming the bad value and the fix.
+Hydra's compose API and checks, in this order:
+1. without torch or Lightning: the override syntax and keys, the config values
+   (mnist_budget.rules), the output folder, trackers and study name, and each task's own inputs
+   (``TASK_CHECKS``: the data files, the images to read, the settings of export and serve);
+2. then, with torch (never Lightning), what needs a network or a checkpoint: the model against
+   its budget, the augmentation, the device, the checkpoint to resume or to use
+   (mnist_budget.tasks.checks).
+Every problem is one ``UserError`` naming the bad value and the fix.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -23,14 +29,22 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mnist_budget.data.sets import check_mnist_files, dataset_name, raw_folder
 from mnist_budget.errors import UserError, first_line
-from mnist_budget.hardware import run_settings
-from mnist_budget.tasks import task_check
-from mnist_budget.validate import check_config
+from mnist_budget.inference.inputs import find_inputs
+from mnist_budget.rules import (
+    check_config,
+    check_export_format,
+    check_serve_settings,
+    check_writable,
+    positive_int,
+    positive_number,
+    required,
+)
 
 # Hydra flags after which the command does not train (or is not ours to check).
 OTHER_MODES = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--shell-completion", "-sc",
-               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
 
 
 def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
@@ -98,17 +112,6 @@ def composition_fix(message: str, overrides: list[str]) -> str:
     return "fix the override's syntax (key=value; a sweep needs -m)"
 
 
-def check_output_folder(folder: Path, key: str) -> None:
-    """Refuse a run folder that cannot be created or written."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{key}={folder} cannot be created: {existing} is a file; choose another folder with {key}=...")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={folder} is not writable (no write permission on {existing}): choose another folder with {key}=...")
-
-
 def check_study_name(cfg: DictConfig) -> None:
     """An Optuna study kept in a file needs a name: hparams_search=record takes the experiment's."""
     sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
@@ -139,35 +142,76 @@ def make_sqlite_folders(cfg: DictConfig) -> None:
             Path(store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
-def check_added_trainer_keys(overrides: list[str], conf_dir: Path) -> None:
-    """A trainer key the command line adds (``++trainer.foo=1``) must be an argument of Lightning's
-    Trainer. Lightning (seconds to import) is asked only about keys that the configs lack."""
+def check_data_files(cfg: DictConfig) -> None:
+    """Damaged data files are refused now; missing ones too unless the run may download them and
+    the download host answers (an unknown ``data.dataset`` too)."""
+    name = dataset_name(cfg)
+    check_mnist_files(raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name)
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind the address once and let it go: a port in use or an unknown host is refused now, in one
+    line, rather than by uvicorn after the network has been loaded (and exported)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+    except OSError as err:
+        raise UserError(f"cannot listen on host={host} port={port} ({err.strerror or err}): pick another port= (or host=)") from err
+
+
+def check_train(cfg: DictConfig, run_dir: Path) -> None:
+    check_data_files(cfg)
+
+
+def check_eval(cfg: DictConfig, run_dir: Path) -> None:
+    required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/")
+    check_data_files(cfg)
+
+
+def check_predict(cfg: DictConfig, run_dir: Path) -> None:
+    required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/")
+    find_inputs(required(cfg, "input", "an image, a folder of images or a quoted glob"))
+    positive_int(cfg, "predict_batch_size", "images per forward pass")
+    check_writable("output", run_dir / str(cfg.output))
+
+
+def check_export(cfg: DictConfig, run_dir: Path) -> None:
+    required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/")
+    check_export_format(str(cfg.format))
+    if cfg.get("output"):
+        check_writable("output", Path(str(cfg.output)))
+    if cfg.get("verify", True):
+        positive_number(cfg, "tolerance", "the largest logit difference accepted")
+        check_data_files(cfg)
+
+
+def check_serve(cfg: DictConfig, run_dir: Path) -> None:
+    required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/")
+    check_serve_settings(cfg)
+    check_can_listen(str(cfg.host), cfg.port)
+
+
+def added_trainer_keys(overrides: list[str], conf_dir: Path) -> list[str]:
+    """The trainer keys that the command line adds (``++trainer.foo=1``) and no shipped config has:
+    only Lightning's Trainer can tell whether each is one of its arguments."""
     adding = [o for o in overrides if o.startswith("+") and o.lstrip("+").startswith("trainer.")]
     if not adding:
-        return
+        return []
     shipped = compose_config([o for o in overrides if o not in adding], conf_dir).trainer
     names = {o.lstrip("+").partition("=")[0].removeprefix("trainer.").split(".")[0] for o in adding}
-    added = sorted(name for name in names if name not in shipped)
-    if not added:
-        return
-    import inspect
+    return sorted(name for name in names if name not in shipped)
 
-    import lightning as L
 
-    arguments = set(inspect.signature(L.Trainer.__init__).parameters)
-    for name in added:
-        if name not in arguments:
-            raise UserError(
-                f"trainer.{name} is not an argument of Lightning's Trainer: remove it or fix its spelling "
-                "(the arguments: python -c 'import lightning; help(lightning.Trainer.__init__)')"
-            )
+# Each task's own inputs, checked without torch (keyed by conf/task/<name>.yaml's task_name).
+TASK_CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
+    "train": check_train, "eval": check_eval, "predict": check_predict, "export": check_export, "serve": check_serve,
+}  # fmt: skip
 
 
 def preflight(argv: list[str], conf_dir: Path) -> None:
-    """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem.
-
-    The checks common to every task, then the task's own (``check`` in its module, mnist_budget.tasks).
-    """
+    """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem."""
     if any(arg in OTHER_MODES or arg.startswith(("--config", "-c=")) for arg in argv):
         return
     multirun = any(arg in ("-m", "--multirun") for arg in argv)
@@ -181,11 +225,18 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
         run_dir = Path(str(OmegaConf.select(cfg, run_key)))
     except OmegaConfBaseException as err:
         raise UserError(f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override") from err
-    check_output_folder(run_dir, run_key)
+    check_writable(run_key, run_dir, folder=True)
+    check_run(cfg, run_dir, multirun, added_trainer_keys(overrides, conf_dir))
+    make_sqlite_folders(cfg)
+
+
+def check_run(cfg: DictConfig, run_dir: Path, multirun: bool = False, added_trainer_keys: list[str] = ()) -> None:
+    """Every check of a composed config: first those that need no torch, then the rest."""
     check_config(cfg)
-    check_added_trainer_keys(overrides, conf_dir)
-    run_settings(cfg)  # the device (trainer=gpu without a GPU) and the memory layout
-    task_check(cfg)(cfg, run_dir, multirun)
     check_trackers(cfg)
     check_study_name(cfg)
-    make_sqlite_folders(cfg)
+    TASK_CHECKS.get(str(cfg.task_name), lambda *_: None)(cfg, run_dir)
+    # Imported only now: torch takes a second or more to load, and every refusal above is answered without it.
+    from mnist_budget.tasks.checks import check_with_torch
+
+    check_with_torch(cfg, run_dir, multirun, list(added_trainer_keys))

@@ -9,8 +9,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from mnist_budget.hardware import hardware_label
-from mnist_budget.results import FAILURE_FILE, final_val_acc, write_atomically
+from mnist_budget.files import write_atomically
+from mnist_budget.reporting.results import FAILURE_FILE, final_val_acc
 
 
 def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
@@ -19,6 +19,14 @@ def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
     results = (json.loads(file.read_text()) for file in files)
     training = [r for r in results if r.get("task", "train") == "train"]  # eval runs write results.json too
     return sorted(training, key=lambda r: (r.get("experiment") or "", r["model"]))
+
+
+def hardware_label(facts: dict[str, Any]) -> str:
+    """A short name of the hardware kind a run recorded (mnist_budget.hardware.describe), for
+    grouping results: the GPU, or the CPU and its ISA."""
+    if "gpu" in facts:
+        return facts["gpu"]
+    return f"{facts['cpu']} ({facts['cpu_capability']}{', native bf16' if facts['cpu_native_bf16'] else ''})"
 
 
 def run_hardware(result: dict[str, Any]) -> str:

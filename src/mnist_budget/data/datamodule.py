@@ -1,4 +1,4 @@
-"""MNIST (or another idx data set: ``mnist_files.DATASETS``) as in-memory tensors, served in
+"""MNIST (or another idx data set: ``mnist_budget.data.sets.DATASETS``) as in-memory tensors, served in
 batches by index.
 
 torchvision reads (and, where it can, downloads) the original idx files once; every split then
@@ -9,8 +9,6 @@ batches, on the device (``on_after_batch_transfer``), for training batches only.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -19,74 +17,14 @@ from typing import Any
 
 import lightning as L
 import torch
-import torchvision.datasets
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from mnist_budget.errors import UserError, first_line
-from mnist_budget.font_digits import FontDigits, check_data_set
-from mnist_budget.mnist_files import (
-    IDX_FILES,
-    check_data_arguments,
-    check_mnist_files,
-    check_val_size,
-    find_dataset,
-    normalise,
-    raw_folder,
-    unpack_gzipped,
-)
-
-
-def download_mnist(root: Path, name: str = "mnist") -> None:
-    """Download a data set (MNIST unless ``name`` says otherwise) into ``root/<folder>/raw`` unless
-    it is already there (gzipped originals copied there count: they are unpacked).
-
-    torchvision prints each failed mirror to stdout; that noise is captured and folded into one
-    error that says what to do instead.
-    """
-    spec, raw = find_dataset(name), raw_folder(root, name)
-    unpack_gzipped(raw)
-    if all((raw / file).is_file() for file in IDX_FILES):
-        return
-    chatter = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(chatter):
-            # download() fetches all four files; train=False then loads only the small test set.
-            getattr(torchvision.datasets, spec.folder)(str(root), train=False, download=True)
-    except (RuntimeError, OSError) as err:
-        raise UserError(
-            f"{spec.folder} is missing from {raw} and the download failed ({first_line(err)}): copy the four original "
-            f"idx files ({', '.join(IDX_FILES)}, or the same with .gz; from {spec.source}) into {raw}, or point "
-            f"MNIST_BUDGET_DATA (or paths.data_dir=...) at a folder that holds {spec.folder}/raw/"
-        ) from err
-
-
-def load_mnist(root: Path, train: bool, name: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
-    """Read one official set of a data set (MNIST unless ``name`` says otherwise) with torchvision:
-    uint8 images (N, 28, 28) and int64 labels."""
-    raw = raw_folder(root, name)
-    prefix = "train" if train else "t10k"
-    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    check_mnist_files(raw, names, name=name)
-    data = getattr(torchvision.datasets, find_dataset(name).folder)(str(root), train=train, download=False)
-    if len(data.data) != len(data.targets):
-        raise UserError(
-            f"{raw / names[0]} holds {len(data.data)} images but {raw / names[1]} holds "
-            f"{len(data.targets)} labels: replace both with the original files"
-        )
-    return data.data, data.targets
-
-
-def split_indices(total: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, disjoint train/validation split of ``range(total)`` that depends only on ``seed``."""
-    check_val_size(val_size, total)  # files smaller than MNIST's own (tests) have fewer than 60,000
-    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
-    return order[val_size:].sort().values, order[:val_size].sort().values
-
-
-def to_float_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1]; normalisation waits until after augmentation."""
-    return images.unsqueeze(1).float().div_(255.0)
+from mnist_budget.data.font_digits import FontDigits
+from mnist_budget.data.loading import download_mnist, load_mnist, split_indices, to_float_images
+from mnist_budget.data.sets import find_dataset, normalise
+from mnist_budget.errors import UserError
+from mnist_budget.rules import check_data_arguments, check_extra_train_data_set
 
 
 class EpochBatches(Sampler[torch.Tensor]):
@@ -152,9 +90,9 @@ def index_loader(dataset: TensorDataset, batches: EpochBatches) -> DataLoader:
 class MNISTDataModule(L.LightningDataModule):
     """Official training set split into train/validation; official test set for testing only.
 
-    ``dataset``: which idx data set (``mnist_budget.mnist_files.DATASETS``: mnist, fashion_mnist);
+    ``dataset``: which idx data set (``mnist_budget.data.sets.DATASETS``: mnist, fashion_mnist);
     its own normalisation constants are applied. ``extra_train``: more digits for the training
-    split only (``mnist_budget.font_digits.FontDigits``, ``extra_train=fonts``); validation and
+    split only (``mnist_budget.data.font_digits.FontDigits``, ``extra_train=fonts``); validation and
     test stay the data set's own."""
 
     def __init__(
@@ -175,7 +113,7 @@ class MNISTDataModule(L.LightningDataModule):
         check_data_arguments(batch_size, eval_batch_size, val_size)
         self.spec = find_dataset(dataset)
         if extra_train is not None:
-            check_data_set(self.spec.name)
+            check_extra_train_data_set(self.spec.name)
         self.root = Path(os.path.expanduser(data_dir))
         self.val_size = val_size
         self.split_seed = split_seed
@@ -256,7 +194,7 @@ class MNISTDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep a checkpoint's data position until the training loader is built.
 
-        (The random generators are restored by ``mnist_budget.resume.RandomState``.)
+        (The random generators are restored by ``mnist_budget.training.callbacks.RandomState``.)
         """
         self.resume_state = dict(state_dict) or None
 

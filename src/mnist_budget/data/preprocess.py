@@ -4,9 +4,9 @@ MNIST's digits are white ink on black, their longer side scaled to 20 pixels (ke
 ratio, anti-aliased) and placed in a 28x28 field so that their centre of mass sits in the middle.
 ``mnist_style`` does the same to a photo or a scan: grayscale, ink made bright (inverted when it
 is dark on light paper), the paper's level removed, cropped to the ink, strokes thickened when the
-pen was much thinner than MNIST's, scaled and centred. ``normalise`` then applies the
-training normalisation. Every task that reads images (predict, the tests, the quality benchmark) uses
-these functions and ``mnist_budget.mnist_files.normalise``.
+pen was much thinner than MNIST's, scaled and centred. Every task that reads a user's images
+(predict, serve, the quality benchmarks) uses ``read_digit``; the network then sees them through
+mnist_budget.inference.classify, which normalises them as it learnt.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.ndimage import maximum_filter
 
 from mnist_budget.errors import first_line
-from mnist_budget.mnist_files import normalise  # noqa: F401 - re-exported: the one normalisation
 
 FIELD = 28  # output size
 BOX = 20  # the longer side of the digit inside the field
