@@ -35,7 +35,9 @@ def config_error(err: BaseException) -> UserError | None:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     key = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("full_key:")), "the config")
     cause = err.__cause__ or err
-    return UserError(f"{key} could not be built ({type(cause).__name__}: {first_line(cause)}): fix the {key}.* overrides")
+    return UserError(
+        f"{key} could not be built ({type(cause).__name__}: {first_line(cause)}): fix the {key}.* overrides"
+    )
 
 
 def show_tracebacks() -> bool:
@@ -44,7 +46,9 @@ def show_tracebacks() -> bool:
 
 def log_traceback(err: BaseException) -> None:
     """The traceback into the run's log file only (if one is open): the console gets one line."""
-    record = logging.LogRecord("run", logging.ERROR, __file__, 0, "stopped: %s", (err,), (type(err), err, err.__traceback__))
+    record = logging.LogRecord(
+        "run", logging.ERROR, __file__, 0, "stopped: %s", (err,), (type(err), err, err.__traceback__)
+    )
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -30,14 +30,18 @@ COMMANDS = {
 }
 
 
-def time_command(args: list[str], data_dir: Path, run_dir: Path) -> tuple[float, int]:
+def time_command(args: list[str], data_folder: Path, run_dir: Path) -> tuple[float, int]:
     """Seconds and exit code of one ``python run.py`` in a fresh process."""
-    env = {**os.environ, "MNIST_BUDGET_DATA": str(data_dir)}
+    env = {**os.environ, "MNIST_BUDGET_DATA": str(data_folder)}
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return time.perf_counter() - start, done.returncode
 
 
@@ -52,11 +56,11 @@ def main() -> None:
         empty = Path(scratch) / "no-data"
         empty.mkdir()
         for name, command in COMMANDS.items():
-            data_dir = empty if name == "missing MNIST" else Path(real_data)
+            data_folder = empty if name == "missing MNIST" else Path(real_data)
             seconds, codes, folders = [], set(), 0
             for run in range(runs):
                 run_dir = Path(scratch) / f"run-{len(name)}-{run}"
-                elapsed, code = time_command(command, data_dir, run_dir)
+                elapsed, code = time_command(command, data_folder, run_dir)
                 seconds.append(elapsed)
                 codes.add(code)
                 folders += run_dir.exists()

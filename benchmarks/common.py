@@ -27,7 +27,9 @@ def mnist_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict]:
     these benchmarks feed it MNIST's test digits, or digits made like them."""
     net, hparams = load_network(checkpoint)
     if dataset_of(hparams).name != "mnist":
-        raise SystemExit(f"error: {checkpoint} was trained on {dataset_of(hparams).name}: give a checkpoint of an MNIST run")
+        raise SystemExit(
+            f"error: {checkpoint} was trained on {dataset_of(hparams).name}: give a checkpoint of an MNIST run"
+        )
     return net, hparams
 
 
@@ -151,7 +153,9 @@ def plain_loop_rate(
     return images_seen / (time.perf_counter() - start)
 
 
-def alternate(rounds: int, a: tuple[str, Callable[[], float]], b: tuple[str, Callable[[], float]]) -> tuple[float, float]:
+def alternate(
+    rounds: int, a: tuple[str, Callable[[], float]], b: tuple[str, Callable[[], float]]
+) -> tuple[float, float]:
     """Measure A then B, ``rounds`` times over, printing each round; return the two medians."""
     results: dict[str, list[float]] = {a[0]: [], b[0]: []}
     for round_ in range(rounds):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SMOKE_HELP, data_dir, device_note, mnist_network
 
+from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from mnist_budget.data.loading import load_mnist, to_float_images
 from mnist_budget.data.sets import normalise
 from mnist_budget.inference.classify import Logits

@@ -44,14 +44,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_config
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
-from predict_quality import encoded, on_paper
 
-from mnist_budget.data.loading import load_mnist
+from common import SMOKE_HELP, data_dir, device_note, mnist_network, project_config
 from mnist_budget.data.font_digits import coarse_scan
+from mnist_budget.data.loading import load_mnist
 from mnist_budget.data.preprocess import load_image, mnist_style
 from mnist_budget.inference.classify import Predictor, is_unsure
+from predict_quality import encoded, on_paper
 
 Stroke = list[tuple[float, float]]  # points in a unit box, x to the right, y down
 
@@ -59,7 +59,10 @@ Stroke = list[tuple[float, float]]  # points in a unit box, x to the right, y do
 def ellipse(cx: float, cy: float, rx: float, ry: float, start: float = -90.0, points: int = 16) -> Stroke:
     """A closed loop, starting at ``start`` degrees (-90 = the top) and going anticlockwise on screen."""
     return [
-        (cx + rx * math.cos(math.radians(start - 360 * k / points)), cy + ry * math.sin(math.radians(start - 360 * k / points)))
+        (
+            cx + rx * math.cos(math.radians(start - 360 * k / points)),
+            cy + ry * math.sin(math.radians(start - 360 * k / points)),
+        )
         for k in range(points + 1)
     ]
 
@@ -79,8 +82,18 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
     2: {
         "plain": [[(0.25, 0.3), (0.4, 0.12), (0.65, 0.12), (0.75, 0.3), (0.6, 0.5), (0.25, 0.88), (0.8, 0.88)]],
         "looped": [
-            [(0.25, 0.3), (0.4, 0.12), (0.65, 0.12), (0.75, 0.3), (0.6, 0.55), (0.3, 0.85), (0.22, 0.75),
-             (0.35, 0.7), (0.5, 0.88), (0.8, 0.88)]
+            [
+                (0.25, 0.3),
+                (0.4, 0.12),
+                (0.65, 0.12),
+                (0.75, 0.3),
+                (0.6, 0.55),
+                (0.3, 0.85),
+                (0.22, 0.75),
+                (0.35, 0.7),
+                (0.5, 0.88),
+                (0.8, 0.88),
+            ]
         ],
         "Z-like": [[(0.22, 0.15), (0.75, 0.15), (0.25, 0.88), (0.8, 0.88)]],
     },
@@ -94,14 +107,18 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
         "open, one stroke": [[(0.3, 0.1), (0.25, 0.6), (0.65, 0.58), (0.65, 0.2), (0.65, 0.9)]],
     },
     5: {
-        "plain": [[(0.75, 0.12), (0.32, 0.12), (0.28, 0.45), (0.6, 0.42), (0.75, 0.6), (0.68, 0.82), (0.45, 0.9), (0.25, 0.8)]],
+        "plain": [
+            [(0.75, 0.12), (0.32, 0.12), (0.28, 0.45), (0.6, 0.42), (0.75, 0.6), (0.68, 0.82), (0.45, 0.9), (0.25, 0.8)]
+        ],
         "bar last": [
             [(0.32, 0.12), (0.28, 0.45), (0.6, 0.42), (0.75, 0.6), (0.68, 0.82), (0.45, 0.9), (0.25, 0.8)],
             [(0.32, 0.12), (0.75, 0.1)],
         ],
     },
     6: {
-        "plain": [[(0.68, 0.12), (0.38, 0.35), (0.25, 0.65), (0.4, 0.88), (0.65, 0.85), (0.72, 0.65), (0.55, 0.5), (0.3, 0.6)]],
+        "plain": [
+            [(0.68, 0.12), (0.38, 0.35), (0.25, 0.65), (0.4, 0.88), (0.65, 0.85), (0.72, 0.65), (0.55, 0.5), (0.3, 0.6)]
+        ],
         "straight back": [[(0.6, 0.1), (0.3, 0.6), (0.35, 0.85), (0.6, 0.88), (0.7, 0.7), (0.55, 0.55), (0.32, 0.62)]],
     },
     7: {
@@ -110,12 +127,26 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
         "hooked top": [[(0.2, 0.25), (0.22, 0.12), (0.8, 0.12), (0.5, 0.5), (0.45, 0.9)]],
     },
     8: {
-        "plain": [[(0.5, 0.5), (0.3, 0.32), (0.5, 0.12), (0.7, 0.32), (0.5, 0.5), (0.28, 0.7), (0.5, 0.9), (0.72, 0.7), (0.5, 0.5)]],
+        "plain": [
+            [
+                (0.5, 0.5),
+                (0.3, 0.32),
+                (0.5, 0.12),
+                (0.7, 0.32),
+                (0.5, 0.5),
+                (0.28, 0.7),
+                (0.5, 0.9),
+                (0.72, 0.7),
+                (0.5, 0.5),
+            ]
+        ],
         "two loops": [ellipse(0.5, 0.3, 0.17, 0.19, start=90), ellipse(0.5, 0.7, 0.22, 0.2, start=-90)],
     },
     9: {
         "plain": [[(0.72, 0.35), (0.5, 0.12), (0.3, 0.3), (0.5, 0.5), (0.72, 0.35), (0.68, 0.9)]],
-        "curved tail": [[(0.72, 0.3), (0.5, 0.12), (0.3, 0.28), (0.5, 0.46), (0.72, 0.3), (0.7, 0.7), (0.55, 0.9), (0.33, 0.85)]],
+        "curved tail": [
+            [(0.72, 0.3), (0.5, 0.12), (0.3, 0.28), (0.5, 0.46), (0.72, 0.3), (0.7, 0.7), (0.55, 0.9), (0.33, 0.85)]
+        ],
         "round head": [ellipse(0.5, 0.3, 0.2, 0.2, start=0), [(0.7, 0.3), (0.7, 0.9)]],
     },
 }
@@ -125,7 +156,10 @@ STYLES: dict[int, dict[str, list[Stroke]]] = {
 FONTS = {
     "fonts-dkg-handwriting": ["truetype/fifthhorseman/dkg.ttf"],
     "fonts-breip": ["truetype/breip/Breip.ttf"],
-    "fonts-bwht": [f"opentype/bwht/BecauseWe{name}-Regular.otf" for name in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")],
+    "fonts-bwht": [
+        f"opentype/bwht/BecauseWe{name}-Regular.otf"
+        for name in ("Build", "Connect", "Create", "Learn", "Mentor", "Organize")
+    ],
     "fonts-humor-sans": ["truetype/humor-sans/Humor-Sans.ttf"],
     "fonts-comic-neue": ["opentype/comic-neue/ComicNeue-Regular.otf"],
     "fonts-dancingscript": ["opentype/dancingscript/DancingScript-Regular.otf"],
@@ -286,9 +320,18 @@ def confidence_line(column: str, right: list[bool], flagged: list[bool]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", metavar="CKPT")
-    parser.add_argument("--per-style", type=int, default=24, help="images per stroke style (drawn, and again scanned), font digit (x2) and degradation (x5)")
-    parser.add_argument("--tta", action="store_true", help="also score each checkpoint with predict's test-time augmentation")
-    parser.add_argument("--unsure-below", type=float, help="the confidence threshold (default: unsure_below of conf/config.yaml)")
+    parser.add_argument(
+        "--per-style",
+        type=int,
+        default=24,
+        help="images per stroke style (drawn, and again scanned), font digit (x2) and degradation (x5)",
+    )
+    parser.add_argument(
+        "--tta", action="store_true", help="also score each checkpoint with predict's test-time augmentation"
+    )
+    parser.add_argument(
+        "--unsure-below", type=float, help="the confidence threshold (default: unsure_below of conf/config.yaml)"
+    )
     parser.add_argument("--keep", type=Path, help="write the generated images here (default: none are kept)")
     parser.add_argument("--smoke", action="store_true", help=f"{SMOKE_HELP}; --per-style 2")
     args = parser.parse_args(argv)
@@ -304,7 +347,9 @@ def main(argv: list[str] | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     for n, sample in enumerate(samples(per_style)):
         if folder:
-            (folder / f"{n:05d}_{sample.kind}_{sample.style}_label{sample.digit}{sample.suffix}".replace(" ", "-")).write_bytes(sample.data)
+            (
+                folder / f"{n:05d}_{sample.kind}_{sample.style}_label{sample.digit}{sample.suffix}".replace(" ", "-")
+            ).write_bytes(sample.data)
         tensors.append(mnist_style(load_image(sample.data)))
         rows.append(sample)
     images = torch.stack(tensors)
@@ -337,7 +382,9 @@ def main(argv: list[str] | None = None) -> None:
     print(accuracy_table(hits, columns, {k: counts[k] for k in order if k in counts}))
     print(f"\nflagged as unsure (top probability below {unsure_below}):")
     print("\n".join(confidence))
-    print(f"\nper style ({per_style} images each: a row moves by several points from one draw to the next; --per-style draws more):\n")
+    print(
+        f"\nper style ({per_style} images each: a row moves by several points from one draw to the next; --per-style draws more):\n"
+    )
     print(accuracy_table(hits, columns, {k: v for k, v in counts.items() if ": " in k}))
 
 

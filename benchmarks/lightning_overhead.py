@@ -29,8 +29,8 @@ from common import (
     project_config,
     steady_state_overrides,
 )
-from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.hardware import run_settings
+from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.module import Classifier
 
 ROUNDS = 7

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from PIL import Image, ImageFilter
 
+from common import SMOKE_HELP, data_dir, device_note, mnist_network
 from mnist_budget.data.loading import load_mnist
 from mnist_budget.data.preprocess import ImageProblem, load_image, mnist_style, plain_resize
 from mnist_budget.inference.classify import Predictor
@@ -37,7 +37,9 @@ def enlarge(digit: np.ndarray, height: int) -> Image.Image:
     return Image.fromarray(digit).resize((height, height), Image.Resampling.BICUBIC)
 
 
-def on_paper(ink_map: Image.Image, rng: np.random.Generator, paper: tuple[int, ...], ink: tuple[int, ...]) -> Image.Image:
+def on_paper(
+    ink_map: Image.Image, rng: np.random.Generator, paper: tuple[int, ...], ink: tuple[int, ...]
+) -> Image.Image:
     """Paint ``ink_map`` (white = ink) in ink colour on a paper-coloured sheet bigger than the digit, off-centre."""
     side = ink_map.width
     width, height = (int(side * rng.uniform(1.2, 2.5)) for _ in range(2))

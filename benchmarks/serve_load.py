@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from mnist_budget.hardware import describe, hardware_line
 
-from mnist_budget.hardware import describe, hardware_line  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -52,14 +51,29 @@ def digit_png() -> bytes:
 
 def multipart(png: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"digit.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode() + png + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
 def start_server(checkpoint: str, backend: str, port: int, threads: int, workers: int) -> subprocess.Popen:
-    command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={checkpoint}", f"backend={backend}",
-               f"port={port}", f"threads={threads}", f"workers={workers}", f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "task=serve",
+        f"ckpt_path={checkpoint}",
+        f"backend={backend}",
+        f"port={port}",
+        f"threads={threads}",
+        f"workers={workers}",
+        f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}",
+    ]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -119,8 +133,13 @@ def load(port: int, clients: int, requests: int, seconds: float) -> dict[str, fl
         worker.join()
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
-    return {"requests": len(ordered), "errors": errors[0], "per_s": len(ordered) / wall,
-            "p50_ms": 1000 * statistics.median(ordered), "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))]}  # fmt: skip
+    return {
+        "requests": len(ordered),
+        "errors": errors[0],
+        "per_s": len(ordered) / wall,
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,9 +168,11 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        print(f"{backend:5s} ({args.workers} worker(s) x {args.threads} thread(s)): one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
-              f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, {figures['errors']} errors of "
-              f"{figures['requests']}, server memory {growth:+.1f} MB")  # fmt: skip
+        print(
+            f"{backend:5s} ({args.workers} worker(s) x {args.threads} thread(s)): one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
+            f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, {figures['errors']} errors of "
+            f"{figures['requests']}, server memory {growth:+.1f} MB"
+        )
 
 
 if __name__ == "__main__":

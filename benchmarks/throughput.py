@@ -40,8 +40,8 @@ from common import (
     project_config,
     steady_state_overrides,
 )
-from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.data.sets import MNIST_MEAN, MNIST_STD
+from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.module import Classifier
 
 ROUNDS = 3

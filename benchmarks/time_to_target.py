@@ -25,9 +25,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from common import argument_parser, compute_note, device_note, project_config
+from mnist_budget.inference.classify import mean_probabilities
 from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.module import Classifier
-from mnist_budget.inference.classify import mean_probabilities
 
 TARGET = 0.994
 SMOKE_OVERRIDES = (
@@ -133,11 +133,15 @@ def main(argv: list[str] | None = None) -> None:
             lines.append(f"{label}: reached {100 * accuracy:.2f} % after {epoch} epochs, {seconds:.1f} s of training")
         else:
             epoch, seconds, accuracy, images = probe.rows[-1]
-            lines.append(f"{label}: did NOT reach {100 * TARGET:.1f} %: {100 * accuracy:.2f} % after {epoch} epochs, {seconds:.1f} s")
+            lines.append(
+                f"{label}: did NOT reach {100 * TARGET:.1f} %: {100 * accuracy:.2f} % after {epoch} epochs, {seconds:.1f} s"
+            )
         lines[-1] += f" (one-time costs before the first batch: {probe.fixed_seconds:.1f} s)"
         rates.append(images / max(seconds, 1e-9))
     print(f"\n{device_note(cfg)}")
-    print(f"test accuracy scored {'with' if cfg.eval_tta else 'without'} test-time augmentation (eval_tta={cfg.eval_tta})")
+    print(
+        f"test accuracy scored {'with' if cfg.eval_tta else 'without'} test-time augmentation (eval_tta={cfg.eval_tta})"
+    )
     print(compute_note(cfg, statistics.median(rates), smoke=args.smoke))
     print("\n".join(lines))
     if len(seeds) > 1:

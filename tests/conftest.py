@@ -41,6 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # and as the benchmarks the tests call in this process set it.
     flush_denormals(True)
 
+
 # The one short run for tests: a few batches of every stage, the whole loop (checkpoints, logs,
 # schedule, test, figures) in seconds.
 SHORT_RUN = (
@@ -133,7 +134,9 @@ def _composed(data_dir: str, overrides: tuple[str, ...]) -> DictConfig:
     merges every YAML file again (about 0.15 s on 2 cores), and many tests share their overrides."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True)
+        cfg = compose(
+            config_name="config", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True
+        )
     GlobalHydra.instance().clear()
     return cfg
 

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 import torch.nn.functional as F
 
 from mnist_budget.data.augment import RandomShiftRotate, RandomStrokeStyle, affine_grid
@@ -115,7 +114,9 @@ def test_stroke_style_thickens_thins_and_coarsens_in_place():
     assert torch.allclose(coarse.amax(dim=(2, 3)), images.amax(dim=(2, 3)))  # ink keeps its brightness
 
 
-@pytest.mark.parametrize("arguments", [{"thick": 1.2}, {"thick": 0.6, "thin": 0.6}, {"low_res": (3, 10)}, {"low_res": (16, 10)}, {"pen": 4}])
+@pytest.mark.parametrize(
+    "arguments", [{"thick": 1.2}, {"thick": 0.6, "thin": 0.6}, {"low_res": (3, 10)}, {"low_res": (16, 10)}, {"pen": 4}]
+)
 def test_bad_stroke_styles_are_user_errors(arguments):
     with pytest.raises(UserError, match="augment"):
         RandomStrokeStyle(**arguments)

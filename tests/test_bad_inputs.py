@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import ROOT, malicious_checkpoint, preflight_refusal, snapshot, write_idx
 
 
@@ -58,14 +59,26 @@ CONFIG_CASES = [
     (["data.dataset=cifar"], ("data.dataset='cifar' is unknown: use one of mnist, fashion_mnist",)),
     (["++trainer.overfit_batches=3"], ("trainer.overfit_batches=3", "debug=overfit")),
     # kornia wants tuples; YAML lists reach it as ListConfig: found on a batch, not in the first step
-    (["augment._args_.0._target_=kornia.augmentation.RandomElasticTransform", "~augment._args_.0.degrees",
-      "~augment._args_.0.translate", "+augment._args_.0.sigma=[5.0,5.0]"], ("augment cannot be built or fails on a batch",)),
-    pytest.param(["trainer=gpu"], ("trainer.accelerator=gpu", "no CUDA GPU"),
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+    (
+        [
+            "augment._args_.0._target_=kornia.augmentation.RandomElasticTransform",
+            "~augment._args_.0.degrees",
+            "~augment._args_.0.translate",
+            "+augment._args_.0.sigma=[5.0,5.0]",
+        ],
+        ("augment cannot be built or fails on a batch",),
+    ),
+    pytest.param(
+        ["trainer=gpu"],
+        ("trainer.accelerator=gpu", "no CUDA GPU"),
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "fragments"), CONFIG_CASES, ids=lambda value: " ".join(value) if isinstance(value, list) else "")
+@pytest.mark.parametrize(
+    ("overrides", "fragments"), CONFIG_CASES, ids=lambda value: " ".join(value) if isinstance(value, list) else ""
+)
 def test_bad_config_is_refused_before_anything_is_written(earlier_run, mnist_root, overrides, fragments):
     refused_in(earlier_run, mnist_root, *overrides, fragments=fragments)
 
@@ -80,7 +93,9 @@ def test_run_folder_under_a_file_is_refused(tmp_path, mnist_root):
 def test_sweep_folder_under_a_file_is_refused(tmp_path, mnist_root):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    line = preflight_refusal("-m", "seed=1,2", f"hydra.sweep.dir={blocker / 'sweep'}", run_dir=tmp_path, data_dir=mnist_root)
+    line = preflight_refusal(
+        "-m", "seed=1,2", f"hydra.sweep.dir={blocker / 'sweep'}", run_dir=tmp_path, data_dir=mnist_root
+    )
     assert "hydra.sweep.dir=" in line and "is a file" in line
 
 
@@ -88,8 +103,15 @@ def test_sweep_folder_under_a_file_is_refused(tmp_path, mnist_root):
 
 
 def fake_checkpoint(path: Path, model: str = "fast_cnn", **optim) -> Path:
-    torch.save({"state_dict": {}, "epoch": 0, "global_step": 1,
-                "hyper_parameters": {"model": {"name": model}, "optim": optim}}, path)
+    torch.save(
+        {
+            "state_dict": {},
+            "epoch": 0,
+            "global_step": 1,
+            "hyper_parameters": {"model": {"name": model}, "optim": optim},
+        },
+        path,
+    )
     return path
 
 
@@ -100,7 +122,9 @@ def test_missing_checkpoint(earlier_run, mnist_root, tmp_path):
 def test_checkpoint_that_is_not_one(earlier_run, mnist_root, tmp_path):
     text = tmp_path / "notes.ckpt"
     text.write_text("just text")
-    refused_in(earlier_run, mnist_root, f"ckpt_path={text}", fragments=("notes.ckpt is not a safe, readable checkpoint",))
+    refused_in(
+        earlier_run, mnist_root, f"ckpt_path={text}", fragments=("notes.ckpt is not a safe, readable checkpoint",)
+    )
 
 
 def test_truncated_checkpoint(earlier_run, mnist_root, tmp_path):
@@ -113,13 +137,20 @@ def test_truncated_checkpoint(earlier_run, mnist_root, tmp_path):
 def test_checkpoint_whose_unpickling_would_run_code(earlier_run, mnist_root, tmp_path):
     marker = tmp_path / "code-ran"
     evil = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
-    refused_in(earlier_run, mnist_root, f"ckpt_path={evil}", fragments=("evil.ckpt is not a safe, readable checkpoint",))
+    refused_in(
+        earlier_run, mnist_root, f"ckpt_path={evil}", fragments=("evil.ckpt is not a safe, readable checkpoint",)
+    )
     assert not marker.exists()
 
 
 def test_checkpoint_of_another_model(earlier_run, mnist_root, tmp_path):
     other = fake_checkpoint(tmp_path / "other.ckpt", model="reference_004")
-    refused_in(earlier_run, mnist_root, f"ckpt_path={other}", fragments=("trained for model 'reference_004'", "model=reference_004"))
+    refused_in(
+        earlier_run,
+        mnist_root,
+        f"ckpt_path={other}",
+        fragments=("trained for model 'reference_004'", "model=reference_004"),
+    )
 
 
 def test_checkpoint_with_other_optimiser_settings(earlier_run, mnist_root, tmp_path):
@@ -128,12 +159,21 @@ def test_checkpoint_with_other_optimiser_settings(earlier_run, mnist_root, tmp_p
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config")
-    checkpoint = {"state_dict": {}, "epoch": 0, "global_step": 1, "hyper_parameters": {
-        "model": OmegaConf.to_container(cfg.model, resolve=True), "optim": OmegaConf.to_container(cfg.optim, resolve=True)}}
+    checkpoint = {
+        "state_dict": {},
+        "epoch": 0,
+        "global_step": 1,
+        "hyper_parameters": {
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "optim": OmegaConf.to_container(cfg.optim, resolve=True),
+        },
+    }
     checkpoint["hyper_parameters"]["optim"]["lr"] = 0.05
     path = tmp_path / "lr005.ckpt"
     torch.save(checkpoint, path)
-    refused_in(earlier_run, mnist_root, f"ckpt_path={path}", fragments=(f"optim.lr={cfg.optim.lr} (the checkpoint has 0.05)",))
+    refused_in(
+        earlier_run, mnist_root, f"ckpt_path={path}", fragments=(f"optim.lr={cfg.optim.lr} (the checkpoint has 0.05)",)
+    )
 
 
 def test_resume_last_where_there_is_none(earlier_run, mnist_root):
@@ -145,7 +185,9 @@ def test_resume_last_where_there_is_none(earlier_run, mnist_root):
 
 def test_missing_data_without_download(earlier_run, tmp_path):
     empty = tmp_path / "no-data"
-    refused_in(earlier_run, empty, "data.download=false", fragments=(f"MNIST is missing from {empty / 'MNIST' / 'raw'}",))
+    refused_in(
+        earlier_run, empty, "data.download=false", fragments=(f"MNIST is missing from {empty / 'MNIST' / 'raw'}",)
+    )
 
 
 def test_truncated_data_file(earlier_run, tmp_path):

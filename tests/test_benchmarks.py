@@ -71,8 +71,10 @@ def settings_line(out: str) -> None:
 
 def compute_line(out: str) -> None:
     """The achieved GFLOP/s beside the measured matrix-product peak (benchmarks/common.compute_note)."""
-    line = (r"^compute: \d+\.\d\d MFLOP per trained image x \d+ images/s = \d+\.\d GFLOP/s; "
-            r"a 2048x2048 matrix product here: fp32 \d+ GFLOP/s \(\d+\.\d %\)(, bf16 \d+ GFLOP/s \(\d+\.\d %\))?")
+    line = (
+        r"^compute: \d+\.\d\d MFLOP per trained image x \d+ images/s = \d+\.\d GFLOP/s; "
+        r"a 2048x2048 matrix product here: fp32 \d+ GFLOP/s \(\d+\.\d %\)(, bf16 \d+ GFLOP/s \(\d+\.\d %\))?"
+    )
     assert re.search(line, out, re.M), out
 
 
@@ -192,5 +194,8 @@ def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> Non
     load_benchmark("serve_load").main([str(checkpoint), "--smoke", "--backends", "torch", "--workers", "2"])
     out = capsys.readouterr().out
     hardware_lines(out)
-    assert re.search(r"torch \(2 worker\(s\) x 1 thread\(s\)\): one client p50 [\d.]+ ms; 2 clients: \d+ requests/s, "
-                     r"p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10, server memory [+-][\d.]+ MB", out), out  # fmt: skip
+    assert re.search(
+        r"torch \(2 worker\(s\) x 1 thread\(s\)\): one client p50 [\d.]+ ms; 2 clients: \d+ requests/s, "
+        r"p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10, server memory [+-][\d.]+ MB",
+        out,
+    ), out

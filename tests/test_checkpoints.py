@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import malicious_checkpoint
 
-from mnist_budget.training.callbacks import AtomicCheckpointIO
-from mnist_budget.checkpoints import load_checkpoint, load_network
-from mnist_budget.errors import UserError
-from mnist_budget.models import build_network
+from conftest import malicious_checkpoint
 from mnist_budget.checkpoints import (
     checkpoint_to_resume,
     first_difference,
+    load_checkpoint,
+    load_network,
     resolve_checkpoint_path,
 )
+from mnist_budget.errors import UserError
+from mnist_budget.models import build_network
+from mnist_budget.training.callbacks import AtomicCheckpointIO
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
@@ -58,12 +59,16 @@ def test_a_model_config_that_builds_no_network_is_refused():
         build_network({"_target_": "builtins.dict"}, "odd")
 
 
-@pytest.mark.parametrize("fields", [
-    {"state_dict": [1, 2], "hyper_parameters": {}},
-    {"state_dict": {"w": "not a tensor"}},
-    {"state_dict": {}, "hyper_parameters": None},
-    {"state_dict": {}, "hyper_parameters": {"model": None}},
-], ids=["state-dict-a-list", "not-tensors", "hparams-none", "model-none"])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"state_dict": [1, 2], "hyper_parameters": {}},
+        {"state_dict": {"w": "not a tensor"}},
+        {"state_dict": {}, "hyper_parameters": None},
+        {"state_dict": {}, "hyper_parameters": {"model": None}},
+    ],
+    ids=["state-dict-a-list", "not-tensors", "hparams-none", "model-none"],
+)
 def test_a_checkpoint_of_the_wrong_shape_is_refused_in_one_line(tmp_path, fields):
     path = tmp_path / "odd.ckpt"
     torch.save(fields, path)
@@ -75,8 +80,12 @@ def test_resuming_from_weights_alone_is_refused_before_training(tmp_path):
     """A weights-only save (ModelCheckpoint's save_weights_only) has no optimiser or loop state to resume."""
     model, optim = {"name": "fast_cnn"}, {"lr": 0.4}
     path = tmp_path / "weights.ckpt"
-    torch.save({"state_dict": {}, "epoch": 1, "global_step": 10, "hyper_parameters": {"model": model, "optim": optim}}, path)
-    with pytest.raises(UserError, match=r"not the training state a run resumes from \(no loops, optimizer_states, lr_schedulers\)"):
+    torch.save(
+        {"state_dict": {}, "epoch": 1, "global_step": 10, "hyper_parameters": {"model": model, "optim": optim}}, path
+    )
+    with pytest.raises(
+        UserError, match=r"not the training state a run resumes from \(no loops, optimizer_states, lr_schedulers\)"
+    ):
         checkpoint_to_resume(str(path), tmp_path, model, optim)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import SHORT_RUN, run_cli, snapshot
 
 
@@ -73,9 +74,16 @@ def test_a_trainer_argument_that_lightning_refuses(tmp_path, mnist_root):
     assert "trainer could not be built" in line and "devices=0" in line and "fix the trainer.* overrides" in line
 
 
-@pytest.mark.slow
-def test_missing_data_offline(tmp_path):
-    # No mirror answers on this machine: the download fails and the message says what to do.
+def download_host_answers() -> bool:
+    from mnist_budget.data.sets import DATASETS, download_problem
+
+    return download_problem(DATASETS["mnist"].download_host, timeout=1.0) is None
+
+
+def test_missing_data_offline_is_refused_before_the_run_folder(tmp_path):
+    if download_host_answers():
+        pytest.skip("this machine reaches MNIST's download host: the run would download the files")
     result = run_cli("trainer.max_epochs=1", data_dir=tmp_path / "empty", run_dir=tmp_path / "run")
     line = error_line(result)
-    assert "MNIST is missing" in line and "MNIST_BUDGET_DATA" in line
+    assert "MNIST is missing" in line and "cannot be downloaded" in line and "MNIST_BUDGET_DATA" in line
+    assert not (tmp_path / "run").exists()

@@ -11,15 +11,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 
 from conftest import group_options
-from mnist_budget.training.module import Classifier
 from mnist_budget.training.builders import build_datamodule, build_trainer
+from mnist_budget.training.module import Classifier
 
 TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "trainer"]
 
 
-@pytest.mark.parametrize(
-    "group,option", [(group, option) for group in TRAIN_GROUPS for option in group_options(group)]
-)
+@pytest.mark.parametrize("group,option", [(group, option) for group in TRAIN_GROUPS for option in group_options(group)])
 def test_every_group_option_composes_and_builds(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     module = Classifier.from_config(cfg)
@@ -28,7 +26,9 @@ def test_every_group_option_composes_and_builds(make_cfg, group, option):
     assert datamodule.batch_size == cfg.data.batch_size
     for name, entry in (cfg.get("callbacks") or {}).items():
         built = instantiate(entry)
-        assert isinstance(built, Callback) or (name == "progress_bar" and built is None), name  # no bar without a terminal
+        assert isinstance(built, Callback) or (name == "progress_bar" and built is None), (
+            name
+        )  # no bar without a terminal
     for entry in (cfg.get("logger") or {}).values():
         package = {"mlflow": "mlflow", "wandb": "wandb"}.get(option) if group == "logger" else None
         if package and importlib.util.find_spec(package) is None:
@@ -57,7 +57,9 @@ def test_every_task_config_names_its_function_and_its_check(make_cfg, task):
 
     cfg = make_cfg(f"task={task}")
     run, check = task_function(cfg), TASK_CHECKS[cfg.task_name]
-    assert callable(run) and callable(check) and run.__module__ == f"mnist_budget.tasks.{task}" and cfg.task_name == task
+    assert (
+        callable(run) and callable(check) and run.__module__ == f"mnist_budget.tasks.{task}" and cfg.task_name == task
+    )
 
 
 @pytest.mark.parametrize("epochs", [4, 7])
@@ -69,7 +71,9 @@ def test_the_default_evaluation_validates_once_at_the_end_with_tta(make_cfg, epo
 
 
 @pytest.mark.parametrize(("overrides", "dropout_on"), [((), "features"), (("experiment=robust",), "maps")])
-def test_the_default_drops_pooled_features_and_robust_keeps_the_maps_it_was_measured_with(make_cfg, overrides, dropout_on):
+def test_the_default_drops_pooled_features_and_robust_keeps_the_maps_it_was_measured_with(
+    make_cfg, overrides, dropout_on
+):
     net = instantiate(make_cfg(*overrides).model.net)
     on_features = isinstance(net.dropout, torch.nn.Dropout) and net.dropout.p > 0
     on_maps = any(isinstance(layer, torch.nn.Dropout) and layer.p > 0 for layer in net.features)
@@ -77,7 +81,9 @@ def test_the_default_drops_pooled_features_and_robust_keeps_the_maps_it_was_meas
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_records_and_robust_take_the_defaults_evaluation_and_the_references_keep_what_they_measured(make_cfg, experiment):
+def test_records_and_robust_take_the_defaults_evaluation_and_the_references_keep_what_they_measured(
+    make_cfg, experiment
+):
     cfg = make_cfg(f"experiment={experiment}")
     trainer = build_trainer(cfg)
     if experiment.startswith("record_") or experiment == "robust":  # the default's levers, applied

@@ -9,10 +9,10 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist
 from torch import nn
 from torchvision.datasets import MNIST
 
+from conftest import write_mnist
 from mnist_budget.data.datamodule import EpochBatches, MNISTDataModule
 from mnist_budget.data.loading import load_mnist
 from mnist_budget.errors import UserError
@@ -26,7 +26,7 @@ def rows(dataset) -> set[tuple[float, int]]:
     projection of the pixels, in float64), so a shared row cannot hide; 50x faster than bytes."""
     images, labels = dataset.tensors
     fingerprints = images.flatten(1).double() @ PROJECTION
-    return set(zip(fingerprints.tolist(), labels.tolist()))
+    return set(zip(fingerprints.tolist(), labels.tolist(), strict=True))
 
 
 @pytest.mark.parametrize("val_size,train_size", [(10_000, 50_000), (50, 59_950)])
@@ -79,9 +79,11 @@ def test_batches_cover_the_split_once_per_epoch(mnist_root):
 
 @pytest.mark.parametrize(
     ("saved", "fragment"),
-    [({"world_size": 2}, "trained in 2 processes, this run has 1"),
-     ({"shuffle": [True, 7]}, "data.shuffle, data.shuffle_seed = [True, 7], this run has [True, 0]"),
-     ({}, None)],  # fmt: skip
+    [
+        ({"world_size": 2}, "trained in 2 processes, this run has 1"),
+        ({"shuffle": [True, 7]}, "data.shuffle, data.shuffle_seed = [True, 7], this run has [True, 0]"),
+        ({}, None),
+    ],
     ids=["other-process-count", "other-shuffle", "from-before-these-were-saved"],
 )
 def test_a_resume_continues_the_same_batch_order_or_is_refused(mnist_root, saved, fragment):
@@ -113,8 +115,15 @@ def test_augmentation_runs_on_training_batches_only(make_cfg, mnist_root):
     augment = CountingAugment()
     datamodule = MNISTDataModule(str(mnist_root), download=False, augment=augment, eval_batch_size=500)
     trainer = L.Trainer(
-        max_epochs=1, limit_train_batches=3, limit_val_batches=2, limit_test_batches=2, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1,
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=2,
+        limit_test_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
     )
     module = Classifier.from_config(cfg)
     trainer.fit(module, datamodule=datamodule)

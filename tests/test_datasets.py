@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from conftest import (
     SHORT_RUN,
     compose_cfg,
@@ -18,12 +19,11 @@ from conftest import (
     synthetic_digits,
     write_idx,
 )
-
 from mnist_budget.checkpoints import dataset_of, load_network
 from mnist_budget.data.datamodule import MNISTDataModule
 from mnist_budget.data.loading import load_mnist
-from mnist_budget.errors import UserError
 from mnist_budget.data.sets import DATASETS, normalise
+from mnist_budget.errors import UserError
 
 FASHION = DATASETS["fashion_mnist"]
 
@@ -68,7 +68,9 @@ def test_a_damaged_gz_file_is_refused_in_one_line(tmp_path):
     raw.mkdir(parents=True)
     packed = gzip.compress(np.random.default_rng(0).integers(0, 255, 5000, dtype=np.uint8).tobytes())
     (raw / "train-images-idx3-ubyte.gz").write_bytes(packed[: len(packed) // 2])  # cut short
-    with pytest.raises(UserError, match=r"train-images-idx3-ubyte.gz cannot be unpacked .*: replace it with the original file"):
+    with pytest.raises(
+        UserError, match=r"train-images-idx3-ubyte.gz cannot be unpacked .*: replace it with the original file"
+    ):
         load_mnist(tmp_path, train=True, name="fashion_mnist")
     assert sorted(path.name for path in raw.iterdir()) == ["train-images-idx3-ubyte.gz"]  # no half-unpacked file
 
@@ -89,15 +91,17 @@ def test_an_unknown_data_set_is_refused_in_one_line(mnist_root, tmp_path):
 
 
 def test_missing_fashion_files_say_where_to_get_them(tmp_path):
-    line = preflight_refusal("data=fashion_mnist", "data.download=false", run_dir=tmp_path / "run", data_dir=tmp_path / "empty")
+    line = preflight_refusal(
+        "data=fashion_mnist", "data.download=false", run_dir=tmp_path / "run", data_dir=tmp_path / "empty"
+    )
     assert "FashionMNIST is missing from" in line and "dataset-fashion-mnist" in line and ".gz" in line
 
 
 @pytest.mark.slow  # a training run, an evaluation and an ONNX export
 def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_run, fashion_root, mnist_root, tmp_path):
+    from mnist_budget.inference.classify import Predictor
     from mnist_budget.tasks.eval import evaluate
     from mnist_budget.tasks.export import export
-    from mnist_budget.inference.classify import Predictor
 
     ckpt = fashion_run / "checkpoints" / "last.ckpt"
     net, hparams = load_network(ckpt)
@@ -105,13 +109,19 @@ def test_the_checkpoint_remembers_its_data_set_and_the_tasks_follow_it(fashion_r
     # eval on the wrong data set is refused before the job; on its own it matches training's test.
     line = preflight_refusal("task=eval", f"ckpt_path={ckpt}", run_dir=tmp_path / "wrong", data_dir=mnist_root)
     assert "was trained on fashion_mnist, data.dataset=mnist" in line and "(data=fashion_mnist)" in line
-    scores = evaluate(compose_cfg(tmp_path / "eval", fashion_root, "task=eval", "data=fashion_mnist", f"ckpt_path={ckpt}"))
+    scores = evaluate(
+        compose_cfg(tmp_path / "eval", fashion_root, "task=eval", "data=fashion_mnist", f"ckpt_path={ckpt}")
+    )
     trained = json.loads((fashion_run / "results.json").read_text())
     assert scores["test/acc"] == pytest.approx(trained["test_acc"], abs=1e-6)
     # export names the classes and the constants, and verifies on Fashion-MNIST's test set
     export(compose_cfg(tmp_path / "export", fashion_root, "task=export", "data=fashion_mnist", f"ckpt_path={ckpt}"))
     info = json.loads((tmp_path / "export" / "model.onnx.json").read_text())
-    assert info["classes"][0] == "T-shirt/top" and info["normalisation"] == {"mean": 0.2860, "std": 0.3530, "formula": "(pixel / 255 - mean) / std"}
+    assert info["classes"][0] == "T-shirt/top" and info["normalisation"] == {
+        "mean": 0.2860,
+        "std": 0.3530,
+        "formula": "(pixel / 255 - mean) / std",
+    }
     assert info["dataset"] == "fashion_mnist" and info["verified"]["argmax_agreement"] == 1.0
     # predict normalises as training did
     images = torch.rand(3, 1, 28, 28)

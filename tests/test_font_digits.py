@@ -16,10 +16,10 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from mnist_budget.data import font_digits
-from mnist_budget.training.builders import build_datamodule
 from mnist_budget.data.datamodule import MNISTDataModule
-from mnist_budget.errors import UserError
 from mnist_budget.data.font_digits import FontDigits, coarse_scan
+from mnist_budget.errors import UserError
+from mnist_budget.training.builders import build_datamodule
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,9 @@ def test_a_coarse_scan_leaves_8x8_blocks_of_17_levels():
 
 
 def test_a_missing_font_without_download_is_named(tmp_path):
-    with pytest.raises(UserError, match=r"font 'caveat' is missing from .*fonts \(1 of 1 missing\).*download=true") as info:
+    with pytest.raises(
+        UserError, match=r"font 'caveat' is missing from .*fonts \(1 of 1 missing\).*download=true"
+    ) as info:
         FontDigits(families=["caveat"], download=False).prepare(tmp_path)
     assert "\n" not in str(info.value)
 
@@ -89,12 +91,16 @@ def fake_package(folder, family: str, members: dict[str, bytes]) -> None:
 
 def test_a_package_gives_its_regular_latin_woff(tmp_path, monkeypatch):
     face = (Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf").read_bytes()
-    fake_package(tmp_path, "handy", {
-        "handy-latin-ext-400-normal.woff": b"no digits in here",
-        "handy-latin-700-normal.woff": b"bold",
-        "handy-latin-400-italic.woff": b"italic",
-        "handy-latin-400-normal.woff": face,
-    })  # fmt: skip
+    fake_package(
+        tmp_path,
+        "handy",
+        {
+            "handy-latin-ext-400-normal.woff": b"no digits in here",
+            "handy-latin-700-normal.woff": b"bold",
+            "handy-latin-400-italic.woff": b"italic",
+            "handy-latin-400-normal.woff": face,
+        },
+    )
     monkeypatch.setattr(font_digits, "FONTSOURCE", f"file://{tmp_path}/{{family}}-{{version}}.tgz")
     fonts = FontDigits(families=["handy"], copies=1)
     assert (tmp_path / "data" / "fonts").exists() is False
@@ -103,7 +109,9 @@ def test_a_package_gives_its_regular_latin_woff(tmp_path, monkeypatch):
     assert fonts.load(tmp_path / "data")[1].tolist() == list(range(10))
 
 
-@pytest.mark.parametrize("members", [None, {"handy-latin-ext-400-normal.woff": b"x"}], ids=["not-a-tgz", "no-latin-woff"])
+@pytest.mark.parametrize(
+    "members", [None, {"handy-latin-ext-400-normal.woff": b"x"}], ids=["not-a-tgz", "no-latin-woff"]
+)
 def test_a_bad_package_is_refused_in_one_line(tmp_path, monkeypatch, members):
     if members is None:
         (tmp_path / "handy-5.3.0.tgz").write_bytes(b"<html>not a package</html>")

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_tasks import as_photo, mnist_seven, saved
 
 from mnist_budget.data.preprocess import load_image, mnist_style
 from mnist_budget.tasks.predict import predict
+from test_tasks import as_photo, mnist_seven, saved
 
 
 def png_declaring(path: Path, width: int, height: int) -> Path:
@@ -24,7 +24,9 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -36,7 +38,9 @@ def hostile_folder(folder: Path) -> tuple[set[str], set[str]]:
     good = {
         "plain seven.png": saved(Image.fromarray(seven), folder / "plain seven.png"),  # a space in the name
         "sieben_ß_七.png": saved(Image.fromarray(255 - seven), folder / "sieben_ß_七.png"),  # non-ASCII name
-        "sixteen_bit.png": saved(Image.fromarray((255 - np.asarray(photo.convert("L"), np.uint16)) * 257), folder / "sixteen_bit.png"),
+        "sixteen_bit.png": saved(
+            Image.fromarray((255 - np.asarray(photo.convert("L"), np.uint16)) * 257), folder / "sixteen_bit.png"
+        ),
         "cmyk.jpg": saved(photo.convert("CMYK"), folder / "cmyk.jpg"),
         "palette.png": saved(photo.convert("P", palette=Image.Palette.ADAPTIVE), folder / "palette.png"),
         "alpha.png": saved(photo.convert("RGBA"), folder / "alpha.png"),
@@ -45,10 +49,16 @@ def hostile_folder(folder: Path) -> tuple[set[str], set[str]]:
         "enormous.png": folder / "enormous.png",
         "link_to_good.png": folder / "link_to_good.png",
         # Over 1,024 px, so reduced while loading, in modes Pillow's reduce does not take itself:
-        "big_bilevel_scan.png": saved(photo.convert("L").resize((1600, 1600)).convert("1"), folder / "big_bilevel_scan.png"),
-        "big_palette.png": saved(photo.resize((1600, 1600)).convert("P", palette=Image.Palette.ADAPTIVE), folder / "big_palette.png"),
-        "big_sixteen_bit.png": saved(Image.fromarray((255 - np.asarray(photo.convert("L").resize((1600, 1600)), np.uint16)) * 257),
-                                     folder / "big_sixteen_bit.png"),  # fmt: skip
+        "big_bilevel_scan.png": saved(
+            photo.convert("L").resize((1600, 1600)).convert("1"), folder / "big_bilevel_scan.png"
+        ),
+        "big_palette.png": saved(
+            photo.resize((1600, 1600)).convert("P", palette=Image.Palette.ADAPTIVE), folder / "big_palette.png"
+        ),
+        "big_sixteen_bit.png": saved(
+            Image.fromarray((255 - np.asarray(photo.convert("L").resize((1600, 1600)), np.uint16)) * 257),
+            folder / "big_sixteen_bit.png",
+        ),
         "lab.tif": saved(photo.convert("LAB"), folder / "lab.tif"),  # Pillow turns LAB into RGB, not straight to grey
     }
     exif = Image.Exif()
@@ -77,7 +87,14 @@ def hostile(tmp_path_factory) -> tuple[Path, set[str], set[str]]:
 
 def test_every_good_file_is_predicted_and_every_bad_one_listed(trained_run, make_cfg, tmp_path, hostile):
     folder, good, bad = hostile
-    predict(make_cfg("task=predict", f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}", f"input={folder}", "output=out.json"))
+    predict(
+        make_cfg(
+            "task=predict",
+            f"ckpt_path={trained_run / 'checkpoints' / 'last.ckpt'}",
+            f"input={folder}",
+            "output=out.json",
+        )
+    )
     rows = {Path(row["path"]).name: row for row in json.loads((tmp_path / "out.json").read_text())}
     assert set(rows) == good | bad  # the directory named folder.png is not listed
     assert {name for name, row in rows.items() if row["digit"] is not None} == good
@@ -100,7 +117,9 @@ def test_every_kind_of_file_becomes_the_same_digit(hostile):
 def test_a_value_hydra_cannot_parse_gets_told_how_to_quote_it(tmp_path, mnist_root):
     from conftest import preflight_refusal
 
-    line = preflight_refusal("task=predict", "ckpt_path=x.ckpt", "input=/home/me/My Digits (2)/", run_dir=tmp_path, data_dir=mnist_root)
+    line = preflight_refusal(
+        "task=predict", "ckpt_path=x.ckpt", "input=/home/me/My Digits (2)/", run_dir=tmp_path, data_dir=mnist_root
+    )
     assert "'input=\"/home/me/My Digits (2)/\"'" in line
 
 

@@ -14,13 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_cfg
 
+from conftest import ROOT, compose_cfg
 from mnist_budget.errors import Interrupted
 from mnist_budget.tasks.train import train
 
-RUN = ("trainer.max_epochs=2", "trainer.limit_train_batches=12", "trainer.limit_val_batches=1",
-       "trainer.limit_test_batches=1", "data.batch_size=64", "trainer.precision=32-true")  # fmt: skip
+RUN = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=12",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "data.batch_size=64",
+    "trainer.precision=32-true",
+)
 STOP_AT = 17  # the step whose end the signal is sent at: mid-way through the second epoch
 
 
@@ -54,7 +60,10 @@ def signal_handlers():
 @pytest.mark.slow  # a real run per signal, then its resumption: 4-8 s each
 @pytest.mark.parametrize(
     ("name", "code", "saved"),
-    [("SIGTERM", 143, STOP_AT), pytest.param("SIGINT", 130, STOP_AT + 1, marks=pytest.mark.slow)],  # Ctrl-C: as SIGUSR2 below
+    [
+        ("SIGTERM", 143, STOP_AT),
+        pytest.param("SIGINT", 130, STOP_AT + 1, marks=pytest.mark.slow),
+    ],  # Ctrl-C: as SIGUSR2 below
 )
 def test_a_signal_saves_the_step_and_the_resumed_run_ends_the_same(
     uninterrupted, tmp_path, mnist_root, signal_handlers, name, code, saved
@@ -87,7 +96,9 @@ def test_ctrl_c_in_an_epochs_last_step_stops_after_the_epoch_and_resumes_the_sam
     run = tmp_path / "interrupted"
     with pytest.raises(Interrupted) as stopped:
         train(compose_cfg(run, mnist_root, *RUN, signal_at(11, signal.SIGINT)))
-    assert f"interrupted by SIGINT in epoch 1, saved at step 12 in {run / 'checkpoints' / 'last.ckpt'}" in str(stopped.value)
+    assert f"interrupted by SIGINT in epoch 1, saved at step 12 in {run / 'checkpoints' / 'last.ckpt'}" in str(
+        stopped.value
+    )
     train(compose_cfg(run, mnist_root, *RUN, "ckpt_path=last"))
     assert history(run) == history(uninterrupted)
     last_step = tmp_path / "last-step"
@@ -96,7 +107,9 @@ def test_ctrl_c_in_an_epochs_last_step_stops_after_the_epoch_and_resumes_the_sam
 
 
 @pytest.mark.slow
-def test_a_schedulers_warning_is_handed_over_after_the_save_and_auto_resumes(uninterrupted, tmp_path, mnist_root, signal_handlers):
+def test_a_schedulers_warning_is_handed_over_after_the_save_and_auto_resumes(
+    uninterrupted, tmp_path, mnist_root, signal_handlers
+):
     handed = []
     signal.signal(signal.SIGUSR2, lambda signum, frame: handed.append(signum))  # stands in for submitit's requeue
     job = tmp_path / "job"
@@ -120,8 +133,14 @@ def test_a_real_signal_to_run_py(tmp_path, mnist_root, sig, code):
     run = tmp_path / "run"
     env = {**os.environ, "MNIST_BUDGET_DATA": str(mnist_root)}
     slow = ("trainer.max_epochs=3", "trainer.limit_train_batches=200", "data.batch_size=64")
-    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run}", *slow],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run}", *slow],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     log = run / "run.log"
     while process.poll() is None and time.monotonic() < deadline:  # until the first epoch is over

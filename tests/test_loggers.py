@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import SHORT_RUN, preflight_refusal
 
-from mnist_budget.training.loggers import wandb_logged_in
+from conftest import SHORT_RUN, preflight_refusal
 from mnist_budget.tasks.train import train
+from mnist_budget.training.loggers import wandb_logged_in
 
 
 def refused_for_missing(package: str, *args: str, run_dir, data_dir) -> None:
@@ -58,6 +58,8 @@ def test_a_missing_tracker_package_is_named(make_cfg, monkeypatch, logger):
 
     cfg = make_cfg(f"logger={logger}")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == logger else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == logger else real_find_spec(name, *a)
+    )
     with pytest.raises(UserError, match=rf"logger={logger} needs the {logger} package: uv sync --extra {logger}"):
         check_trackers(cfg)

@@ -46,7 +46,9 @@ def test_fast_cnn_pools_after_one_convolution():
     shapes = []
     net = FastCNN()
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-    hooks = [conv.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape[-2:]))) for conv in convs]
+    hooks = [
+        conv.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(inp[0].shape[-2:]))) for conv in convs
+    ]
     net.eval()(torch.zeros(1, 1, 28, 28))
     for hook in hooks:
         hook.remove()
@@ -74,8 +76,11 @@ def test_pool_first_normalises_the_pooled_maps_with_the_same_parameters():
 
     def norm_sizes(net: nn.Module) -> list[tuple[int, int]]:
         sizes = []
-        hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(inp[0].shape[-2:])))
-                 for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+        hooks = [
+            m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(inp[0].shape[-2:])))
+            for m in net.modules()
+            if isinstance(m, nn.BatchNorm2d)
+        ]
         net.eval()(torch.zeros(1, 1, 28, 28))
         for hook in hooks:
             hook.remove()
@@ -101,8 +106,11 @@ def test_stride_stem_reaches_13x13_without_computing_26x26():
 
     sizes = []
     net = FastCNN(pool_first=True, stem="stride")
-    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
-             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.MaxPool2d))
+    ]
     assert net.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     for hook in hooks:
         hook.remove()

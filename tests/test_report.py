@@ -11,9 +11,17 @@ from mnist_budget.reporting.report import main
 
 def fake_result(experiment: str, test_acc: float) -> dict:
     return {
-        "experiment": experiment, "model": "gap_cnn", "params": 17_994, "budget": 20_000, "epochs": 6,
-        "best_val_acc": 0.9943, "test_acc": test_acc, "test_loss": 0.02, "train_seconds": 80.0,
-        "claim": "99.43 % val at epoch 20", "history": [],
+        "experiment": experiment,
+        "model": "gap_cnn",
+        "params": 17_994,
+        "budget": 20_000,
+        "epochs": 6,
+        "best_val_acc": 0.9943,
+        "test_acc": test_acc,
+        "test_loss": 0.02,
+        "train_seconds": 80.0,
+        "claim": "99.43 % val at epoch 20",
+        "history": [],
     }
 
 
@@ -34,18 +42,32 @@ def test_no_results_is_an_error(tmp_path):
 
 
 def seed_run(seed: int, test_acc: float, *, overrides: list[str], cpu_bf16: bool = True, seconds: float = 40.0) -> dict:
-    hardware = {"device": "cpu", "cpu": "Test CPU", "cpu_capability": "AVX512" if cpu_bf16 else "AVX2",
-                "cpu_native_bf16": cpu_bf16, "threads": 2, "torch": "2.x"}
-    return {**fake_result("fast_cnn", test_acc), "seed": seed, "overrides": [f"seed={seed}", *overrides],
-            "hardware": hardware, "precision": "bf16-mixed" if cpu_bf16 else "32-true", "train_seconds": seconds}
+    hardware = {
+        "device": "cpu",
+        "cpu": "Test CPU",
+        "cpu_capability": "AVX512" if cpu_bf16 else "AVX2",
+        "cpu_native_bf16": cpu_bf16,
+        "threads": 2,
+        "torch": "2.x",
+    }
+    return {
+        **fake_result("fast_cnn", test_acc),
+        "seed": seed,
+        "overrides": [f"seed={seed}", *overrides],
+        "hardware": hardware,
+        "precision": "bf16-mixed" if cpu_bf16 else "32-true",
+        "train_seconds": seconds,
+    }
 
 
 def test_seed_statistics_group_runs_that_differ_only_in_seed(tmp_path, capsys):
     from mnist_budget.reporting.tables import seed_statistics
 
-    runs = [seed_run(s, acc, overrides=["optim.lr=0.1"], seconds=30 + s) for s, acc in
-            zip(range(1, 6), (0.9950, 0.9940, 0.9960, 0.9945, 0.9955))]
-    runs.append(seed_run(1, 0.9900, overrides=["optim.lr=0.2"]))           # another config
+    runs = [
+        seed_run(s, acc, overrides=["optim.lr=0.1"], seconds=30 + s)
+        for s, acc in zip(range(1, 6), (0.9950, 0.9940, 0.9960, 0.9945, 0.9955), strict=True)
+    ]
+    runs.append(seed_run(1, 0.9900, overrides=["optim.lr=0.2"]))  # another config
     runs.append(seed_run(1, 0.9930, overrides=["optim.lr=0.1"], cpu_bf16=False))  # another CPU kind
     rows = {(row["overrides"], row["precision"]): row for row in seed_statistics(runs)}
     assert len(rows) == 3

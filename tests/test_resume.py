@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_cli
 
 BATCHES_PER_EPOCH = 60
 RUN = (
@@ -57,7 +58,10 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path, mnist_root):
     env = {**os.environ, "MNIST_BUDGET_DATA": str(mnist_root)}
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={killed}", *RUN],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300

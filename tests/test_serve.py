@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
 from PIL import Image
+
+from conftest import ROOT
 from test_tasks import as_photo, mnist_seven
 
 pytestmark = pytest.mark.slow  # a server process that imports torch: seconds to start
@@ -27,10 +28,15 @@ pytestmark = pytest.mark.slow  # a server process that imports torch: seconds to
 
 def form(*parts: tuple[str, str, bytes], boundary: str = "b0undary") -> tuple[bytes, dict[str, str]]:
     """A multipart body of (field, filename, content) parts and its headers."""
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode() + data + b"\r\n"
-        for field, name, data in parts
-    ) + f"--{boundary}--\r\n".encode()
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+            for field, name, data in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
@@ -46,9 +52,19 @@ def server_process(checkpoint: Path, run: Path, *overrides: str):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, str(ROOT / "run.py"), "task=serve", f"ckpt_path={checkpoint}", f"port={port}",
-               "backend=torch", *overrides, f"hydra.run.dir={run}"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "task=serve",
+        f"ckpt_path={checkpoint}",
+        f"port={port}",
+        "backend=torch",
+        *overrides,
+        f"hydra.run.dir={run}",
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -66,12 +82,18 @@ def server_process(checkpoint: Path, run: Path, *overrides: str):
 
 @pytest.fixture(scope="module")
 def server(trained_run, tmp_path_factory):
-    with server_process(trained_run / "checkpoints" / "last.ckpt", tmp_path_factory.mktemp("serve"),
-                        "max_files=4", "max_body_bytes=200000") as port:  # fmt: skip
+    with server_process(
+        trained_run / "checkpoints" / "last.ckpt",
+        tmp_path_factory.mktemp("serve"),
+        "max_files=4",
+        "max_body_bytes=200000",
+    ) as port:
         yield port
 
 
-def call(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict | str]:
+def call(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict | str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
@@ -82,7 +104,9 @@ def call(port: int, method: str, path: str, body: bytes | None = None, headers: 
 
 def test_good_images_are_read_with_top3_and_the_image_seen(server):
     seven = mnist_seven()
-    body, headers = form(("file", "a.png", png(Image.fromarray(seven))), ("file", "b.jpg", png(as_photo(seven, 200, (10, 40)))))
+    body, headers = form(
+        ("file", "a.png", png(Image.fromarray(seven))), ("file", "b.jpg", png(as_photo(seven, 200, (10, 40))))
+    )
     status, answer = call(server, "POST", "/predict", body, headers)
     assert status == 200 and [f["file"] for f in answer["files"]] == ["a.png", "b.jpg"]
     for file in answer["files"]:

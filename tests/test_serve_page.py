@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from conftest import compose_cfg
 from test_benchmarks import load_benchmark
 from test_serve import call, form, server_process
@@ -23,9 +24,8 @@ STROKES = {digit: next(iter(styles.values())) for digit, styles in load_benchmar
 @pytest.fixture(scope="module")
 def mnist_model(tmp_path_factory) -> Path:
     """A default model trained for two epochs on the real MNIST (the slow suite has it)."""
-    from test_slow import real_data_dir
-
     from mnist_budget.tasks.train import train
+    from test_slow import real_data_dir
 
     run = tmp_path_factory.mktemp("mnist-model")
     train(compose_cfg(run, real_data_dir(), "trainer.max_epochs=2"))
@@ -35,10 +35,12 @@ def mnist_model(tmp_path_factory) -> Path:
 def draw(page, digit: int) -> None:
     box = page.locator("#pad").bounding_box()
     for stroke in STROKES[digit]:
-        points = [(box["x"] + box["width"] * (0.1 + 0.8 * x), box["y"] + box["height"] * (0.1 + 0.8 * y)) for x, y in stroke]
+        points = [
+            (box["x"] + box["width"] * (0.1 + 0.8 * x), box["y"] + box["height"] * (0.1 + 0.8 * y)) for x, y in stroke
+        ]
         page.mouse.move(*points[0])
         page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
             for step in range(1, 9):  # a stroke is many small moves, as a hand makes them
                 page.mouse.move(x0 + (x1 - x0) * step / 8, y0 + (y1 - y0) * step / 8)
         page.mouse.up()
@@ -59,7 +61,9 @@ def test_drawn_digits_are_shown_as_the_api_reads_them(mnist_model, tmp_path_fact
             page.wait_for_function(f"window.predictions >= {before + len(STROKES[digit])}", timeout=10_000)
             latencies.append(page.evaluate("window.lastLatencyMs"))
             shown = page.inner_text("#digit")
-            canvas = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",")[1])
+            canvas = base64.b64decode(
+                page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",")[1]
+            )
             status, answer = call(port, "POST", "/predict", *form(("file", "canvas.png", canvas)))
             assert status == 200 and shown == str(answer["files"][0]["digit"]), (digit, shown, answer)
             assert page.get_attribute("#seen", "src").startswith("data:image/png;base64,")
@@ -67,7 +71,9 @@ def test_drawn_digits_are_shown_as_the_api_reads_them(mnist_model, tmp_path_fact
             if digit == 7:
                 page.screenshot(path=str(tmp_path_factory.getbasetemp() / "serve_page.png"))
         browser.close()
-    print(f"\nbrowser: {right} of 10 drawn digits read right; stroke end -> result shown: "
-          f"median {sorted(latencies)[5]:.0f} ms, max {max(latencies):.0f} ms")
+    print(
+        f"\nbrowser: {right} of 10 drawn digits read right; stroke end -> result shown: "
+        f"median {sorted(latencies)[5]:.0f} ms, max {max(latencies):.0f} ms"
+    )
     assert right >= 6
     assert sorted(latencies)[5] <= 500

@@ -10,9 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, run_cli
 from hydra import compose, initialize_config_dir
 
+from conftest import CONF_DIR, run_cli
 from mnist_budget.reporting.tables import sweep_summary
 
 FAST = ("trainer.fast_dev_run=true",)
@@ -34,11 +34,22 @@ def test_the_slurm_launcher_config_composes():
 def test_summary_marks_the_best_validation_job_and_lists_failures(tmp_path):
     for job, (acc, val) in enumerate([(0.99, 0.98), (0.98, 0.99)]):
         (tmp_path / str(job)).mkdir()
-        (tmp_path / str(job) / "results.json").write_text(json.dumps({
-            "overrides": [f"optim.lr={0.1 * (job + 1)}", "seed=1"], "params": 10, "epochs": 2,
-            "best_val_acc": val, "test_acc": acc, "train_seconds": 3.0}))  # fmt: skip
+        (tmp_path / str(job) / "results.json").write_text(
+            json.dumps(
+                {
+                    "overrides": [f"optim.lr={0.1 * (job + 1)}", "seed=1"],
+                    "params": 10,
+                    "epochs": 2,
+                    "best_val_acc": val,
+                    "test_acc": acc,
+                    "train_seconds": 3.0,
+                }
+            )
+        )
     (tmp_path / "2").mkdir()
-    (tmp_path / "2" / "failure.json").write_text(json.dumps({"overrides": ["optim.lr=-1", "seed=1"], "error": "bad lr"}))
+    (tmp_path / "2" / "failure.json").write_text(
+        json.dumps({"overrides": ["optim.lr=-1", "seed=1"], "error": "bad lr"})
+    )
     header, rows = sweep_summary(tmp_path)
     assert header[:2] == ["job", "optim.lr"] and "seed" not in header  # only what varies
     assert rows[1][0] == "1 (best)" and rows[0][0] == "0"  # by validation accuracy, not test accuracy
@@ -49,9 +60,20 @@ def test_summary_ranks_by_the_metric_the_sweep_optimised_and_shortens_long_value
     # job 0: the best epoch was better; job 1: the final weights are better (what val/acc ranks)
     for job, (best, final) in enumerate([(0.995, 0.990), (0.993, 0.992)]):
         (tmp_path / str(job)).mkdir()
-        (tmp_path / str(job) / "results.json").write_text(json.dumps({
-            "overrides": [f"optim.lr={0.30752727452766 + job}"], "params": 10, "epochs": 2, "best_val_acc": best,
-            "history": [{"val/acc": best}, {"val/acc": final}], "optimized_metric": "val/acc", "test_acc": 0.99, "train_seconds": 3.0}))  # fmt: skip
+        (tmp_path / str(job) / "results.json").write_text(
+            json.dumps(
+                {
+                    "overrides": [f"optim.lr={0.30752727452766 + job}"],
+                    "params": 10,
+                    "epochs": 2,
+                    "best_val_acc": best,
+                    "history": [{"val/acc": best}, {"val/acc": final}],
+                    "optimized_metric": "val/acc",
+                    "test_acc": 0.99,
+                    "train_seconds": 3.0,
+                }
+            )
+        )
     header, rows = sweep_summary(tmp_path)
     assert [row[0] for row in rows] == ["0", "1 (best)"]
     assert [row[1] for row in rows] == ["0.3075", "1.308"]
@@ -62,8 +84,15 @@ def test_summary_ranks_by_the_metric_the_sweep_optimised_and_shortens_long_value
 @pytest.mark.parametrize("launcher", ["parallel", "submitit_local"])
 def test_a_two_job_sweep_on_a_launcher(mnist_root, tmp_path, launcher):
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", f"hydra/launcher={launcher}", "seed=1,2", f"hydra.sweep.dir={sweep}", *FAST,
-                     data_dir=mnist_root, run_dir=tmp_path / "unused")
+    result = run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        "seed=1,2",
+        f"hydra.sweep.dir={sweep}",
+        *FAST,
+        data_dir=mnist_root,
+        run_dir=tmp_path / "unused",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = summary_rows(sweep)
     assert [row["seed"] for row in rows] == ["1", "2"] and all(row["status"] == "ok" for row in rows)
@@ -79,18 +108,29 @@ def test_a_two_job_sweep_on_a_launcher(mnist_root, tmp_path, launcher):
 @pytest.mark.slow
 def test_optuna_search_in_sqlite_continues_and_records_failed_trials(mnist_root, tmp_path):
     logs = tmp_path / "outputs"
-    common = ("hparams_search=optuna_sqlite", "hydra.sweeper.n_trials=2", f"paths.log_dir={logs}",
-              "hydra.sweeper.params={optim.lr:'choice(0.1,-1.0)'}", *FAST)  # a bad lr makes some trials fail
+    common = (
+        "hparams_search=optuna_sqlite",
+        "hydra.sweeper.n_trials=2",
+        f"paths.log_dir={logs}",
+        "hydra.sweeper.params={optim.lr:'choice(0.1,-1.0)'}",
+        *FAST,
+    )  # a bad lr makes some trials fail
     for attempt in ("first", "second"):
-        result = run_cli(*common, f"hydra.sweep.dir={tmp_path / attempt}", data_dir=mnist_root, run_dir=tmp_path / "unused")
+        result = run_cli(
+            *common, f"hydra.sweep.dir={tmp_path / attempt}", data_dir=mnist_root, run_dir=tmp_path / "unused"
+        )
         assert (tmp_path / attempt / "summary.csv").is_file(), result.stderr[-3000:]
     database = logs / "optuna" / "mnist_budget.db"
     with sqlite3.connect(database) as db:
         states = [state for (state,) in db.execute("select state from trials order by number")]
     assert len(states) == 4  # the second run continued the study: 2 + 2 trials
     assert set(states) <= {"COMPLETE", "FAIL"}
-    failed = [row for attempt in ("first", "second") for row in summary_rows(tmp_path / attempt)
-              if row["status"].startswith("failed")]  # fmt: skip
+    failed = [
+        row
+        for attempt in ("first", "second")
+        for row in summary_rows(tmp_path / attempt)
+        if row["status"].startswith("failed")
+    ]
     assert states.count("FAIL") == len(failed)  # every failed trial is in the summary with its line
     assert all("optim.lr=-1.0 is invalid" in row["status"] for row in failed)
 
@@ -98,7 +138,14 @@ def test_optuna_search_in_sqlite_continues_and_records_failed_trials(mnist_root,
 @pytest.mark.slow
 def test_two_process_cpu_ddp_fits_and_tests_once(mnist_root, tmp_path):
     run = tmp_path / "ddp"
-    result = run_cli("trainer=ddp_cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=10", "data.batch_size=64", data_dir=mnist_root, run_dir=run)  # fmt: skip
+    result = run_cli(
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=10",
+        "data.batch_size=64",
+        data_dir=mnist_root,
+        run_dir=run,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["processes"] == 2 and results["global_batch_size"] == 128
@@ -111,11 +158,23 @@ def test_summary_lists_an_interrupted_job_as_interrupted(tmp_path):
     from mnist_budget.reporting.tables import write_sweep_summary
 
     (tmp_path / "0").mkdir()
-    (tmp_path / "0" / "results.json").write_text(json.dumps({
-        "overrides": ["seed=1"], "params": 10, "epochs": 2, "best_val_acc": 0.9, "test_acc": 0.9, "train_seconds": 3.0}))  # fmt: skip
+    (tmp_path / "0" / "results.json").write_text(
+        json.dumps(
+            {
+                "overrides": ["seed=1"],
+                "params": 10,
+                "epochs": 2,
+                "best_val_acc": 0.9,
+                "test_acc": 0.9,
+                "train_seconds": 3.0,
+            }
+        )
+    )
     (tmp_path / "1").mkdir()
     line = "interrupted by SIGTERM in epoch 2, saved at step 17 in x/last.ckpt; resume with: python run.py seed=2 ckpt_path=last"
-    (tmp_path / "1" / "failure.json").write_text(json.dumps({"status": "interrupted", "error": line, "overrides": ["seed=2"]}))
+    (tmp_path / "1" / "failure.json").write_text(
+        json.dumps({"status": "interrupted", "error": line, "overrides": ["seed=2"]})
+    )
     write_sweep_summary(tmp_path)
     rows = summary_rows(tmp_path)
     assert rows[1]["status"] == f"interrupted: {line}"

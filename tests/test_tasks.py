@@ -11,24 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import malicious_checkpoint, preflight_refusal
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import malicious_checkpoint, preflight_refusal
 from mnist_budget.checkpoints import load_network
 from mnist_budget.data.loading import load_mnist, to_float_images
-from mnist_budget.errors import UserError
-from mnist_budget.data.sets import normalise
 from mnist_budget.data.preprocess import (
     ImageProblem,
     centre_by_mass,
     load_image,
     mnist_style,
 )
+from mnist_budget.data.sets import normalise
+from mnist_budget.errors import UserError
+from mnist_budget.inference.classify import SHIFTS, Predictor
 from mnist_budget.tasks.eval import evaluate
 from mnist_budget.tasks.export import export
 from mnist_budget.tasks.predict import predict
-from mnist_budget.inference.classify import SHIFTS, Predictor
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,9 @@ def mnist_seven() -> np.ndarray:
     return digit
 
 
-def as_photo(digit: np.ndarray, size: int, offset: tuple[int, int], ink=(30, 40, 140), paper=(235, 228, 200)) -> Image.Image:
+def as_photo(
+    digit: np.ndarray, size: int, offset: tuple[int, int], ink=(30, 40, 140), paper=(235, 228, 200)
+) -> Image.Image:
     """The digit enlarged to ``size``, in dark ink on light paper, off-centre on a bigger sheet."""
     big = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC), np.float32)[..., None] / 255
     sheet = np.zeros((size * 2, size * 2, 1), np.float32)
@@ -79,7 +81,9 @@ def write_inputs(folder: Path) -> dict[str, Path]:
         "mnist_png": saved(Image.fromarray(seven), folder / "a_mnist.png"),
         "inverted_png": saved(Image.fromarray(255 - seven), folder / "b_inverted.png"),
         "enlarged_offcentre_colour_jpeg": saved(as_photo(seven, 300, (20, 250)), folder / "c_photo.jpg", quality=70),
-        "bmp": saved(as_photo(seven, 120, (100, 10), ink=(10, 10, 10), paper=(250, 250, 250)).convert("L"), folder / "d_scan.bmp"),
+        "bmp": saved(
+            as_photo(seven, 120, (100, 10), ink=(10, 10, 10), paper=(250, 250, 250)).convert("L"), folder / "d_scan.bmp"
+        ),
         "transparent_png": saved(Image.fromarray(np.zeros((28, 28, 4), np.uint8)), folder / "e_transparent_blank.png"),
     }
     (folder / "f_notes.png").write_text("not an image")
@@ -100,7 +104,7 @@ def test_mnist_style_undoes_what_photos_and_scans_do(tmp_path):
         if name == "transparent_png":
             continue
         got = mnist_style(load_image(path))
-        assert got.shape == (1, 28, 28) and 0.0 <= float(got.min()) and float(got.max()) <= 1.0
+        assert got.shape == (1, 28, 28) and float(got.min()) >= 0.0 and float(got.max()) <= 1.0
         rows, cols = np.nonzero(got[0].numpy() > 0.3)
         assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in range(18, 23), name  # longer side ~20
         mass = got[0].numpy()
@@ -143,14 +147,24 @@ def test_eval_scores_the_checkpoint_and_draws_its_mistakes(trained, make_cfg, tm
 
 
 def test_eval_tta_scores_each_image_by_its_shifts_as_predict_does(trained, make_cfg, mnist_root, tmp_path):
-    evaluate(make_cfg("task=eval", f"ckpt_path={trained}", "eval_tta=true", "trainer.precision=32-true",
-                      "trainer.limit_test_batches=2", "data.eval_batch_size=500"))  # fmt: skip
+    evaluate(
+        make_cfg(
+            "task=eval",
+            f"ckpt_path={trained}",
+            "eval_tta=true",
+            "trainer.precision=32-true",
+            "trainer.limit_test_batches=2",
+            "data.eval_batch_size=500",
+        )
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     net, _ = load_network(trained)
     images, labels = (part[:1000] for part in load_mnist(mnist_root, train=False))  # the 2 batches, in order
     # predict shifts [0, 1] images (0 comes in), evaluation shifts normalised ones (their background comes in)
     tta = Predictor(net, tta=True, batch_size=1000)(to_float_images(images))
-    assert not torch.allclose(tta, Predictor(net, batch_size=1000)(to_float_images(images)), atol=1e-3)  # TTA changes the scores
+    assert not torch.allclose(
+        tta, Predictor(net, batch_size=1000)(to_float_images(images)), atol=1e-3
+    )  # TTA changes the scores
     by_hand = (tta.argmax(1) == labels).float().mean()
     assert results["eval_tta"] is True and results["test_acc"] == pytest.approx(float(by_hand), abs=1e-4)
 
@@ -221,8 +235,11 @@ def test_predict_refuses_bad_checkpoints(trained, make_cfg, mnist_root, tmp_path
     checkpoint = torch.load(trained, weights_only=True)
     checkpoint["hyper_parameters"]["model"]["net"]["channels"] = [4, 8, 16, 20]  # weights no longer fit
     torch.save(checkpoint, other)
-    for path, fragment in ((evil, "not a safe, readable checkpoint"), (truncated, "not a safe, readable checkpoint"),
-                           (other, "does not hold weights of model 'fast_cnn'")):  # fmt: skip
+    for path, fragment in (
+        (evil, "not a safe, readable checkpoint"),
+        (truncated, "not a safe, readable checkpoint"),
+        (other, "does not hold weights of model 'fast_cnn'"),
+    ):
         assert fragment in refusal(predict, make_cfg("task=predict", f"ckpt_path={path}", f"input={image}"))
     assert not marker.exists()
     line = preflight_refusal("task=predict", f"input={image}", run_dir=tmp_path / "no-ckpt", data_dir=mnist_root)
@@ -254,7 +271,9 @@ def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, make_cfg, m
     if fmt == "onnx":
         import onnxruntime as ort
 
-        logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": images.numpy()})[0]
+        logits = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+            None, {"image": images.numpy()}
+        )[0]
     else:
         logits = torch.export.load(str(path)).module()(images).detach().numpy()
     with torch.no_grad():
@@ -262,19 +281,31 @@ def test_export_writes_a_verified_file_with_a_dynamic_batch(trained, make_cfg, m
 
 
 def test_export_refuses_an_unknown_format(trained, mnist_root, tmp_path):
-    line = preflight_refusal("task=export", "format=tflite", f"ckpt_path={trained}", run_dir=tmp_path / "run", data_dir=mnist_root)
+    line = preflight_refusal(
+        "task=export", "format=tflite", f"ckpt_path={trained}", run_dir=tmp_path / "run", data_dir=mnist_root
+    )
     assert "format=tflite is not supported" in line
 
 
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
-    [(("task=predict", "input={image}", "predict_batch_size=0"), "predict_batch_size=0 is invalid: it must be a positive integer"),
-     (("task=predict", "input={image}", "output={image}/table.csv"), "is a file, not a folder: choose another output"),
-     (("task=export", "tolerance=abc"), "tolerance='abc' is invalid: it must be a positive number"),
-     (("task=export", "output={image}/model.onnx"), "is a file, not a folder: choose another output")],
+    [
+        (
+            ("task=predict", "input={image}", "predict_batch_size=0"),
+            "predict_batch_size=0 is invalid: it must be a positive integer",
+        ),
+        (
+            ("task=predict", "input={image}", "output={image}/table.csv"),
+            "is a file, not a folder: choose another output",
+        ),
+        (("task=export", "tolerance=abc"), "tolerance='abc' is invalid: it must be a positive number"),
+        (("task=export", "output={image}/model.onnx"), "is a file, not a folder: choose another output"),
+    ],
     ids=["predict-batch-0", "predict-output-under-a-file", "export-tolerance", "export-output-under-a-file"],
-)  # fmt: skip
-def test_a_task_setting_that_would_fail_after_the_work_is_refused_first(trained, mnist_root, tmp_path, overrides, fragment):
+)
+def test_a_task_setting_that_would_fail_after_the_work_is_refused_first(
+    trained, mnist_root, tmp_path, overrides, fragment
+):
     """Each of these used to pass the preflight and stop with a traceback once the work was done."""
     image = saved(Image.fromarray(mnist_seven()), tmp_path / "seven.png")
     args = [arg.format(image=image) for arg in overrides]
@@ -283,9 +314,15 @@ def test_a_task_setting_that_would_fail_after_the_work_is_refused_first(trained,
 
 
 @pytest.mark.parametrize(("unsure_below", "flagged"), [(0.0, "false"), (1.01, "true")])
-def test_predict_flags_digits_below_the_confidence_threshold(trained, make_cfg, tmp_path, capsys, unsure_below, flagged):
+def test_predict_flags_digits_below_the_confidence_threshold(
+    trained, make_cfg, tmp_path, capsys, unsure_below, flagged
+):
     files = write_inputs(tmp_path / "inputs")
-    predict(make_cfg("task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", f"unsure_below={unsure_below}"))
+    predict(
+        make_cfg(
+            "task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", f"unsure_below={unsure_below}"
+        )
+    )
     (row,) = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     assert row["unsure"] == flagged
     assert ("UNSURE" in capsys.readouterr().out) == (flagged == "true")
@@ -317,15 +354,20 @@ def test_tta_shifts_move_ink_and_let_none_wrap_round():
 
 @pytest.mark.parametrize(
     ("override", "fragment"),
-    [("backend=tensorrt", "backend=tensorrt is unknown"), ("port=70000", "port=70000 is invalid"),
-     ("workers=0", "workers=0 is invalid: it must be a positive integer (server processes)"),
-     ("max_files=-3", "max_files=-3 is invalid: it must be a positive integer"),
-     ("max_body_bytes=abc", "max_body_bytes='abc' is invalid: it must be a positive integer"),
-     # an address that no interface here has (TEST-NET-3, reserved for documentation):
-     ("host=203.0.113.7", "cannot listen on host=203.0.113.7")],  # fmt: skip
+    [
+        ("backend=tensorrt", "backend=tensorrt is unknown"),
+        ("port=70000", "port=70000 is invalid"),
+        ("workers=0", "workers=0 is invalid: it must be a positive integer (server processes)"),
+        ("max_files=-3", "max_files=-3 is invalid: it must be a positive integer"),
+        ("max_body_bytes=abc", "max_body_bytes='abc' is invalid: it must be a positive integer"),
+        # an address that no interface here has (TEST-NET-3, reserved for documentation):
+        ("host=203.0.113.7", "cannot listen on host=203.0.113.7"),
+    ],
 )
 def test_serve_refuses_bad_settings_before_starting(trained, mnist_root, tmp_path, override, fragment):
-    line = preflight_refusal("task=serve", f"ckpt_path={trained}", override, run_dir=tmp_path / "serve", data_dir=mnist_root)
+    line = preflight_refusal(
+        "task=serve", f"ckpt_path={trained}", override, run_dir=tmp_path / "serve", data_dir=mnist_root
+    )
     assert fragment in line and not (tmp_path / "serve").exists()
 
 
@@ -334,5 +376,7 @@ def test_serve_refuses_a_port_in_use_before_loading_anything(trained, mnist_root
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        line = preflight_refusal("task=serve", f"ckpt_path={trained}", f"port={port}", run_dir=tmp_path / "serve", data_dir=mnist_root)
+        line = preflight_refusal(
+            "task=serve", f"ckpt_path={trained}", f"port={port}", run_dir=tmp_path / "serve", data_dir=mnist_root
+        )
     assert f"cannot listen on host=127.0.0.1 port={port}" in line and "pick another port=" in line

@@ -9,9 +9,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_budget.errors import UserError
-from mnist_budget.training.module import Classifier
-from mnist_budget.training.builders import build_datamodule
 from mnist_budget.tasks.train import train
+from mnist_budget.training.builders import build_datamodule
+from mnist_budget.training.module import Classifier
 
 # A few batches per epoch keep these runs to seconds on two cores.
 SHORT = [
@@ -35,8 +35,12 @@ def test_budget_smaller_than_the_model_stops_before_any_step(make_cfg, tmp_path)
 @pytest.mark.slow  # a real run of up to 12 short epochs
 def test_early_stop_once_validation_accuracy_reaches_the_threshold(make_cfg, tmp_path):
     cfg = make_cfg(
-        *SHORT, "trainer.max_epochs=12", "callbacks=[default,early_stopping]", "evaluation=every_epoch",
-        "callbacks.early_stopping.stopping_threshold=0.9", "augment=none",
+        *SHORT,
+        "trainer.max_epochs=12",
+        "callbacks=[default,early_stopping]",
+        "evaluation=every_epoch",
+        "callbacks.early_stopping.stopping_threshold=0.9",
+        "augment=none",
     )
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
@@ -79,8 +83,13 @@ def test_run_writes_results_plot_checkpoints_and_real_hparams(make_cfg, tmp_path
     raw = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=True)
     assert raw["hyper_parameters"]["model"]["name"] == "fast_cnn"
     module = Classifier.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, precision=results["precision"],
-                        limit_test_batches=1)  # fmt: skip
+    trainer = L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=results["precision"],
+        limit_test_batches=1,
+    )
     (reloaded,) = trainer.test(module, datamodule=build_datamodule(cfg), verbose=False)
     assert reloaded["test/acc"] == pytest.approx(results["test_acc"])  # the final weights, as the run tested
 
@@ -105,8 +114,13 @@ def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
 @pytest.mark.slow  # a real 2-epoch run
 def test_results_keep_every_epoch_when_an_earlier_checkpoint_is_tested(make_cfg, tmp_path):
     # mode=min makes the "best" checkpoint an early one; testing it must not shorten the history.
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=2", "callbacks.model_checkpoint.mode=min", "test_checkpoint=best",
-                   "evaluation=every_epoch")  # fmt: skip
+    cfg = make_cfg(
+        *SHORT,
+        "trainer.max_epochs=2",
+        "callbacks.model_checkpoint.mode=min",
+        "test_checkpoint=best",
+        "evaluation=every_epoch",
+    )
     train(cfg)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["epochs"] == 2 == len(results["history"])
@@ -163,8 +177,11 @@ def test_one_cycle_warmup_share_fits_short_runs(total_steps):
 
 @pytest.mark.parametrize(
     ("switch", "kind"),
-    [("enable_progress_bar", "ProgressBar"), ("enable_model_summary", "ModelSummary"),
-     ("enable_checkpointing", "ModelCheckpoint")],
+    [
+        ("enable_progress_bar", "ProgressBar"),
+        ("enable_model_summary", "ModelSummary"),
+        ("enable_checkpointing", "ModelCheckpoint"),
+    ],
 )
 def test_lightning_switches_turn_their_callbacks_off(make_cfg, switch, kind):
     import lightning.pytorch.callbacks as lightning_callbacks
@@ -183,5 +200,3 @@ def test_the_progress_bar_shows_on_a_terminal_only(make_cfg, show, bars):
 
     trainer = build_trainer(make_cfg(f"callbacks.progress_bar.show={show}"))  # pytest's stderr is no terminal
     assert sum(isinstance(cb, ProgressBar) for cb in trainer.callbacks) == bars
-
-

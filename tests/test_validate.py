@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from omegaconf import OmegaConf
 
 from conftest import SHORT_RUN, group_options
 from mnist_budget.errors import UserError
-from mnist_budget.tasks.train import train
 from mnist_budget.rules import PRECISIONS, RULES, check_config
+from mnist_budget.tasks.train import train
 
 BAD_VALUES = [
     ("optim.momentum=2", "optim.momentum=2 is invalid: it must be in [0, 1)"),
@@ -27,7 +26,10 @@ BAD_VALUES = [
     ("data.batch_size=0", "data.batch_size=0 is invalid: it must be a positive integer"),
     ("seed=abc", "seed='abc' is invalid: it must be an integer"),
     ("model.budget=0", "model.budget=0 is invalid"),
-    ("callbacks=[default,early_stopping]", "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch"),
+    (
+        "callbacks=[default,early_stopping]",
+        "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch",
+    ),
 ]
 
 
@@ -41,7 +43,11 @@ def test_bad_value_is_refused_before_data_loads(make_cfg, tmp_path, override, me
 
 
 def test_every_shipped_config_passes_the_checks_and_every_rule_guards_a_key_one_has(make_cfg):
-    configs = [make_cfg(), make_cfg("callbacks=[default,ema,early_stopping]", "evaluation=every_epoch"), make_cfg("task=predict")]
+    configs = [
+        make_cfg(),
+        make_cfg("callbacks=[default,ema,early_stopping]", "evaluation=every_epoch"),
+        make_cfg("task=predict"),
+    ]
     configs += [make_cfg(f"experiment={name}") for name in group_options("experiment")]
     for cfg in configs:
         check_config(cfg)
@@ -56,7 +62,11 @@ def test_the_precisions_accepted_are_lightnings():
 
     from lightning.fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
 
-    lightning = {*get_args(_PRECISION_INPUT_STR), *get_args(_PRECISION_INPUT_STR_ALIAS), *map(str, get_args(_PRECISION_INPUT_INT))}
+    lightning = {
+        *get_args(_PRECISION_INPUT_STR),
+        *get_args(_PRECISION_INPUT_STR_ALIAS),
+        *map(str, get_args(_PRECISION_INPUT_INT)),
+    }
     assert set(PRECISIONS) == {"auto"} | lightning
 
 

@@ -40,11 +40,18 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
-        raise UserError(f"ckpt_path={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file") from err
-    if not (isinstance(checkpoint, dict) and is_weights(checkpoint.get("state_dict"))
-            and isinstance(checkpoint.get("hyper_parameters", {}), dict)
-            and isinstance(checkpoint.get("hyper_parameters", {}).get("model", {}), dict)):
-        raise UserError(f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/")
+        raise UserError(
+            f"ckpt_path={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file"
+        ) from err
+    if not (
+        isinstance(checkpoint, dict)
+        and is_weights(checkpoint.get("state_dict"))
+        and isinstance(checkpoint.get("hyper_parameters", {}), dict)
+        and isinstance(checkpoint.get("hyper_parameters", {}).get("model", {}), dict)
+    ):
+        raise UserError(
+            f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/"
+        )
     saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
     if model_name is not None and saved != model_name:
         raise UserError(
@@ -91,14 +98,18 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     hparams = checkpoint.get("hyper_parameters", {})
     model = hparams.get("model") or {}
     if "net" not in model:
-        raise UserError(f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs")
+        raise UserError(
+            f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs"
+        )
     check_network_targets(model["net"], f"ckpt_path={path}")
     net = build_network(model["net"], str(model.get("name")))
-    weights = {key[len("net."):]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
+    weights = {key[len("net.") :]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:
-        raise UserError(f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model") from err
+        raise UserError(
+            f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model"
+        ) from err
     return net.eval(), hparams
 
 
@@ -114,7 +125,9 @@ def dataset_of(hparams: dict[str, Any]) -> DataSet:
     try:
         return find_dataset(name)
     except UserError as err:
-        raise UserError(f"the checkpoint learnt data set {name!r}, which this version does not know: use a checkpoint of this version's runs") from err
+        raise UserError(
+            f"the checkpoint learnt data set {name!r}, which this version does not know: use a checkpoint of this version's runs"
+        ) from err
 
 
 def check_dataset(cfg: Any, hparams: dict[str, Any]) -> None:
@@ -165,7 +178,11 @@ def checkpoint_to_resume(
     checkpoint = load_checkpoint(path, model.get("name"))
     saved = checkpoint.get("hyper_parameters", {})
     saved_dataset = dataset_of(saved).name
-    for group, was, current in (("model", saved.get("model"), model), ("optim", saved.get("optim"), optim), ("data.dataset", saved_dataset, dataset)):
+    for group, was, current in (
+        ("model", saved.get("model"), model),
+        ("optim", saved.get("optim"), optim),
+        ("data.dataset", saved_dataset, dataset),
+    ):
         difference = first_difference(was, current, group)
         if difference:
             raise UserError(f"resuming {path} with {difference}: resume with the settings of the run that wrote it")
@@ -196,7 +213,9 @@ def resume_from(cfg: DictConfig, model: dict[str, Any], optim: dict[str, Any]) -
     global step; ``(None, None)`` for a fresh run."""
     if not cfg.get("ckpt_path"):
         return None, None
-    path, checkpoint = checkpoint_to_resume(str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim, dataset_name(cfg))
+    path, checkpoint = checkpoint_to_resume(
+        str(cfg.ckpt_path), Path(cfg.paths.output_dir), model, optim, dataset_name(cfg)
+    )
     if path is None:
         return None, None
     log.info("resuming %s (epoch %d, step %d)", path, checkpoint["epoch"] + 1, checkpoint["global_step"])

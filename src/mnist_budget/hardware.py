@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 

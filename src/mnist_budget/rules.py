@@ -28,8 +28,19 @@ from mnist_budget.errors import UserError
 # What trainer.precision accepts: auto (mnist_budget.hardware picks) or one of Lightning's values
 # (tests/test_validate.py compares this list with Lightning's own, so that it cannot fall behind).
 PRECISIONS = (
-    "auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
-    "32-true", "64-true", "64", "32", "16", "bf16",
+    "auto",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    "64",
+    "32",
+    "16",
+    "bf16",
 )
 
 TRAIN_SIZE = 60_000  # images in MNIST's (and Fashion-MNIST's) official training set
@@ -58,7 +69,11 @@ RULES = (
     Rule("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     Rule("threads", lambda v: v == "auto" or is_positive_int(v), "auto or a positive integer"),
     Rule("trainer.max_epochs", is_positive_int, "a positive integer"),
-    Rule("trainer.precision", lambda v: str(v) in PRECISIONS, "auto or one of Lightning's: 32-true, bf16-mixed, 16-mixed, 64-true, ..."),
+    Rule(
+        "trainer.precision",
+        lambda v: str(v) in PRECISIONS,
+        "auto or one of Lightning's: 32-true, bf16-mixed, 16-mixed, 64-true, ...",
+    ),
     Rule("optim.lr", lambda v: is_number(v, lambda x: x > 0), "a positive number"),
     Rule("optim.momentum", lambda v: is_number(v, lambda x: 0 <= x < 1), "in [0, 1)"),
     Rule("optim.weight_decay", lambda v: is_number(v, lambda x: x >= 0), "a number >= 0"),
@@ -118,7 +133,9 @@ def check_extra_train_data_set(name: str) -> None:
     """Font digits (``extra_train=fonts``) are digits: another data set's classes (Fashion-MNIST's
     clothes) cannot take them."""
     if name != "mnist":
-        raise UserError(f"extra_train=fonts draws digits, not {name} classes: train data={name} without it (data.extra_train=null)")
+        raise UserError(
+            f"extra_train=fonts draws digits, not {name} classes: train data={name} without it (data.extra_train=null)"
+        )
 
 
 def check_val_size(val_size: int, total: int) -> None:

@@ -53,7 +53,9 @@ class RandomShiftRotate(nn.Module):
         theta = torch.stack(
             [torch.stack([cos_x, -sin, shift[:, 0]], dim=1), torch.stack([sin_x, cos, shift[:, 1]], dim=1)], dim=1
         )
-        return F.grid_sample(images, affine_grid(theta, images.shape), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.grid_sample(
+            images, affine_grid(theta, images.shape), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
 
     def extra_repr(self) -> str:
         return f"degrees={self.degrees}, translate={self.translate}, aspect={self.aspect}"
@@ -85,7 +87,12 @@ class RandomStrokeStyle(nn.Module):
     """
 
     def __init__(
-        self, thick: float = 0.2, thin: float = 0.1, low_res_p: float = 0.2, low_res: Sequence[int] = (10, 16), pen: int = 3
+        self,
+        thick: float = 0.2,
+        thin: float = 0.1,
+        low_res_p: float = 0.2,
+        low_res: Sequence[int] = (10, 16),
+        pen: int = 3,
     ) -> None:
         super().__init__()
         if not all(0 <= p <= 1 for p in (thick, thin, low_res_p)) or thick + thin > 1:
@@ -94,7 +101,9 @@ class RandomStrokeStyle(nn.Module):
                 "and thick + thin at most 1"
             )
         if len(low_res) != 2 or not 4 <= low_res[0] <= low_res[1] <= 28:
-            raise UserError(f"augment low_res={list(low_res)}: give [smallest, largest] sizes with 4 <= smallest <= largest <= 28")
+            raise UserError(
+                f"augment low_res={list(low_res)}: give [smallest, largest] sizes with 4 <= smallest <= largest <= 28"
+            )
         if pen not in (3, 5, 7):
             raise UserError(f"augment pen={pen}: the thick pen's square is 3, 5 or 7 pixels wide")
         self.thick, self.thin, self.low_res_p = float(thick), float(thin), float(low_res_p)
@@ -108,12 +117,16 @@ class RandomStrokeStyle(nn.Module):
         thin = -F.max_pool2d(-images, 3, stride=1, padding=1)
         images = torch.where(draw < self.thick, thick, torch.where(draw < self.thick + self.thin, thin, images))
         size = int(torch.randint(self.low_res[0], self.low_res[1] + 1, ()).item())
-        coarse = F.interpolate(F.interpolate(images, size=size, mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        coarse = F.interpolate(
+            F.interpolate(images, size=size, mode="area"), size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
         coarse = coarse / coarse.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6) * images.amax(dim=(2, 3), keepdim=True)
         return torch.where(torch.rand(n, 1, 1, 1, device=images.device) < self.low_res_p, coarse, images)
 
     def extra_repr(self) -> str:
-        return f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}, pen={self.pen}"
+        return (
+            f"thick={self.thick}, thin={self.thin}, low_res_p={self.low_res_p}, low_res={self.low_res}, pen={self.pen}"
+        )
 
 
 def check_augment(augment_config: DictConfig) -> nn.Module:

@@ -42,9 +42,15 @@ class EpochBatches(Sampler[torch.Tensor]):
     """
 
     def __init__(
-        self, size: int, batch_size: int, shuffle: bool, seed: int, epoch: Callable[[], int], rank: int = 0,
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        epoch: Callable[[], int],
+        rank: int = 0,
         world_size: int = 1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.epoch = epoch  # asked when a pass starts: the trainer's current epoch
         self.rank, self.world_size = rank, world_size
@@ -149,7 +155,10 @@ class MNISTDataModule(L.LightningDataModule):
         }
         if self.extra_train is not None:
             extra_images, extra_labels = self.extra_train.load(self.root)
-            splits["train"] = (torch.cat([splits["train"][0], extra_images]), torch.cat([splits["train"][1], extra_labels]))
+            splits["train"] = (
+                torch.cat([splits["train"][0], extra_images]),
+                torch.cat([splits["train"][1], extra_labels]),
+            )
         for name, (x, y) in splits.items():
             self.splits[name] = TensorDataset(to_float_images(x).to(device), y.to(device))
 

@@ -50,7 +50,7 @@ def download_font(folder: Path, family: str, version: str) -> Path:
     url = FONTSOURCE.format(family=family, version=version)
     try:
         with urllib.request.urlopen(url, timeout=60) as response:
-            archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")
+            archive = tarfile.open(fileobj=io.BytesIO(response.read()), mode="r:gz")  # noqa: SIM115 - closed by "with archive" below, outside the download's error handling
     except (OSError, http.client.HTTPException, tarfile.TarError, EOFError) as err:
         raise UserError(
             f"font {family!r} is missing from {folder} and its download failed ({first_line(err)}, {url}): put .ttf, "
@@ -126,7 +126,9 @@ class FontDigits:
         """Download the fonts and draw the digits unless a cache of the same drawing exists."""
         fonts = self.font_files(data_dir)
         if not fonts:
-            raise UserError(f"no fonts to draw digits with in {Path(data_dir) / 'fonts'}: name data.extra_train.families or put font files there")
+            raise UserError(
+                f"no fonts to draw digits with in {Path(data_dir) / 'fonts'}: name data.extra_train.families or put font files there"
+            )
         cache = self.cache_path(data_dir, fonts)
         if not cache.is_file():
             images, labels = render(fonts, self.copies, self.low_res_p, self.seed)
@@ -197,7 +199,9 @@ def draw(font: ImageFont.FreeTypeFont, text: str, rng: np.random.Generator, low_
     ImageDraw.Draw(image).text((CANVAS / 2, CANVAS / 2), text, fill=0, font=font, anchor="mm")
     shear, width = float(rng.uniform(-0.25, 0.25)), float(rng.uniform(0.8, 1.2))
     offset = -shear * CANVAS / 2 + (1 - 1 / width) * CANVAS / 2  # keep the centre where it is
-    image = image.transform(image.size, Image.Transform.AFFINE, (1 / width, shear, offset, 0, 1, 0), Image.Resampling.BICUBIC, fillcolor=255)
+    image = image.transform(
+        image.size, Image.Transform.AFFINE, (1 / width, shear, offset, 0, 1, 0), Image.Resampling.BICUBIC, fillcolor=255
+    )
     image = image.rotate(float(rng.uniform(-10, 10)), Image.Resampling.BICUBIC, fillcolor=255)
     pen = int(rng.integers(0, 4))
     if pen:  # white paper: a max-filter thins the dark ink, a min-filter thickens it
@@ -217,7 +221,11 @@ def coarse_scan(image: Image.Image, rng: np.random.Generator) -> Image.Image | N
         return None
     box = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     scale = 32 / max(box.shape)
-    fitted = np.asarray(Image.fromarray(box).resize((max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale))), Image.Resampling.BILINEAR))
+    fitted = np.asarray(
+        Image.fromarray(box).resize(
+            (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale))), Image.Resampling.BILINEAR
+        )
+    )
     bitmap = np.zeros((32, 32), dtype=bool)
     top, left = (32 - fitted.shape[0]) // 2, (32 - fitted.shape[1]) // 2
     bitmap[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted > 80
@@ -226,4 +234,3 @@ def coarse_scan(image: Image.Image, rng: np.random.Generator) -> Image.Image | N
     counts = bitmap.reshape(8, 4, 8, 4).sum(axis=(1, 3))
     size = int(rng.integers(60, 200))
     return Image.fromarray(np.uint8(255 - counts * 255 // 16)).resize((size, size), RESAMPLING[int(rng.integers(0, 4))])
-

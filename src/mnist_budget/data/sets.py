@@ -14,10 +14,12 @@ import socket
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.files import atomic_write
+
+Pixels = TypeVar("Pixels")  # a torch tensor or a numpy array: normalised, the same type comes back
 
 # Mean and standard deviation of the official training images, scaled to [0, 1].
 MNIST_MEAN = 0.1307
@@ -44,18 +46,26 @@ class DataSet:
 
 DATASETS = {
     "mnist": DataSet(
-        "mnist", "MNIST", MNIST_MEAN, MNIST_STD, tuple(str(d) for d in range(10)), "http://yann.lecun.com/exdb/mnist/",
+        "mnist",
+        "MNIST",
+        MNIST_MEAN,
+        MNIST_STD,
+        tuple(str(d) for d in range(10)),
+        "http://yann.lecun.com/exdb/mnist/",
         "ossci-datasets.s3.amazonaws.com",
     ),
     # Constants measured on the official training files (60,000 images).
     "fashion_mnist": DataSet(
-        "fashion_mnist", "FashionMNIST", 0.2860, 0.3530,
+        "fashion_mnist",
+        "FashionMNIST",
+        0.2860,
+        0.3530,
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         "https://github.com/zalandoresearch/fashion-mnist, or Debian's package dataset-fashion-mnist "
         "(/usr/share/datasets/fashion-mnist/*.gz)",
         "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
     ),
-}  # fmt: skip
+}
 
 
 def find_dataset(name: str) -> DataSet:
@@ -132,7 +142,9 @@ def idx_file_problem(path: Path) -> str | None:
     return None
 
 
-def check_mnist_files(raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), download: bool = False, name: str = "mnist") -> None:
+def check_mnist_files(
+    raw: Path, names: tuple[str, ...] = tuple(IDX_FILES), download: bool = False, name: str = "mnist"
+) -> None:
     """Refuse damaged idx files, and missing ones unless the run may ``download`` them, in one line
     (``name``: the data set, for the message). Gzipped originals are unpacked first."""
     unpack_gzipped(raw)
@@ -175,7 +187,7 @@ def download_problem(host: str, timeout: float = 3.0) -> str | None:
         return first_line(err)
 
 
-def normalise(images, data: DataSet = DATASETS["mnist"]):  # noqa: ANN001, ANN201 - tensor or array, same type back
+def normalise(images: Pixels, data: DataSet = DATASETS["mnist"]) -> Pixels:
     """The training normalisation of ``data`` (MNIST's unless told), used by training, evaluation,
     prediction and export alike."""
     return (images - data.mean) / data.std

@@ -35,9 +35,9 @@ def shifted(images: torch.Tensor, down: int, right: int, background: float = 0.0
 
 def mean_probabilities(forward: Logits, images: torch.Tensor, background: float = 0.0) -> torch.Tensor:
     """Softmax of ``forward``'s logits averaged over ``SHIFTS`` (5 forward passes), in fp32."""
-    return torch.stack(
-        [forward(shifted(images, *shift, background)).float().softmax(dim=1) for shift in SHIFTS]
-    ).mean(0)
+    return torch.stack([forward(shifted(images, *shift, background)).float().softmax(dim=1) for shift in SHIFTS]).mean(
+        0
+    )
 
 
 def is_unsure(probability: float, unsure_below: float) -> bool:
@@ -83,8 +83,11 @@ def answers(probabilities: torch.Tensor, unsure_below: float) -> list[Answer]:
     """One ``Answer`` per row of class probabilities."""
     values, digits = probabilities.topk(3, dim=1)
     return [
-        Answer(int(row_digits[0]), round(float(row_values[0]), 4), is_unsure(float(row_values[0]), unsure_below),
-               [(int(d), round(float(v), 4)) for d, v in zip(row_digits, row_values, strict=True)])
+        Answer(
+            int(row_digits[0]),
+            round(float(row_values[0]), 4),
+            is_unsure(float(row_values[0]), unsure_below),
+            [(int(d), round(float(v), 4)) for d, v in zip(row_digits, row_values, strict=True)],
+        )
         for row_values, row_digits in zip(values, digits, strict=True)
     ]
-

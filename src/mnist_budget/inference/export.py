@@ -19,8 +19,8 @@ from typing import Any
 import onnxruntime as ort
 import torch
 
-from mnist_budget.data.loading import load_mnist, to_float_images
 from mnist_budget.checkpoints import dataset_of
+from mnist_budget.data.loading import load_mnist, to_float_images
 from mnist_budget.data.sets import DATASETS, DataSet, normalise
 from mnist_budget.errors import UserError
 from mnist_budget.inference.classify import Logits
@@ -40,9 +40,15 @@ def export_onnx(net: torch.nn.Module, path: Path) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     with contextlib.redirect_stdout(chatter):
         torch.onnx.export(
-            net, (example,), str(path), input_names=[INPUT], output_names=[OUTPUT],
-            dynamic_shapes=batch_dimension(), dynamo=True, external_data=False,
-        )  # fmt: skip
+            net,
+            (example,),
+            str(path),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_shapes=batch_dimension(),
+            dynamo=True,
+            external_data=False,
+        )
 
 
 def export_pt2(net: torch.nn.Module, path: Path) -> None:
@@ -101,7 +107,11 @@ def sidecar(path: Path, hparams: dict[str, Any], params: int, fmt: str, checkpoi
         "params": params,
         "checkpoint": checkpoint,
         "input": {"name": INPUT, "shape": ["batch", 1, 28, 28], "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": OUTPUT, "shape": ["batch", 10], "meaning": "unnormalised class scores; softmax gives probabilities"},
+        "output": {
+            "name": OUTPUT,
+            "shape": ["batch", 10],
+            "meaning": "unnormalised class scores; softmax gives probabilities",
+        },
         "dataset": data.name,
         "classes": list(data.classes),
         "normalisation": {"mean": data.mean, "std": data.std, "formula": "(pixel / 255 - mean) / std"},

@@ -22,7 +22,9 @@ def find_inputs(spec: str) -> list[Path]:
         # Not is_file(): a broken link or an unreadable entry is listed with its reason, not left out.
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         if not files:
-            raise UserError(f"input={spec} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): point input at images")
+            raise UserError(
+                f"input={spec} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}): point input at images"
+            )
         return files
     if glob.has_magic(spec):
         files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())

@@ -119,7 +119,9 @@ def create_app(predictor: Predictor, model: str, limits: Limits, unsure_below: f
     async def predict(request: Request) -> Any:
         kind = request.headers.get("content-type", "")
         if not kind.startswith("multipart/form-data"):
-            return problem(415, f"content type {kind or 'none'!r}: send multipart/form-data with one or more 'file' fields")
+            return problem(
+                415, f"content type {kind or 'none'!r}: send multipart/form-data with one or more 'file' fields"
+            )
         declared = int(request.headers.get("content-length") or 0)
         if declared > limits.max_body_bytes:
             return problem(413, f"the body is {declared:,} bytes, over the limit of {limits.max_body_bytes:,}")
@@ -162,9 +164,14 @@ def settings_of(cfg: Any, cores: int) -> dict[str, Any]:
     workers = int(cfg.workers)
     threads = int(cfg.threads) if str(cfg.get("threads", "auto")) != "auto" else max(1, cores // workers)
     return {
-        "ckpt_path": str(cfg.ckpt_path), "backend": str(cfg.backend), "threads": threads, "tta": bool(cfg.tta),
-        "max_body_bytes": int(cfg.max_body_bytes), "max_files": int(cfg.max_files), "unsure_below": float(cfg.unsure_below),
-    }  # fmt: skip
+        "ckpt_path": str(cfg.ckpt_path),
+        "backend": str(cfg.backend),
+        "threads": threads,
+        "tta": bool(cfg.tta),
+        "max_body_bytes": int(cfg.max_body_bytes),
+        "max_files": int(cfg.max_files),
+        "unsure_below": float(cfg.unsure_below),
+    }
 
 
 def app_for(settings: dict[str, Any]) -> FastAPI:

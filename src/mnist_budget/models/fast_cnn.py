@@ -60,7 +60,9 @@ class FastCNN(nn.Module):
         super().__init__()
         check_rates(dropout=dropout)
         if stem not in ("pool", "stride"):
-            raise UserError(f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool) or stride (a stride-2 conv)")
+            raise UserError(
+                f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool) or stride (a stride-2 conv)"
+            )
         if dropout_on not in ("maps", "features"):
             raise UserError(
                 f"model.net.dropout_on={dropout_on!r} is invalid: use maps (the pooled 4x4 maps) or features (after the global pool)"

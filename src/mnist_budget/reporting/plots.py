@@ -10,8 +10,8 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")  # runs write plots on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - pyplot after the backend is chosen
+from PIL import Image  # noqa: E402 - kept with the other imports
 
 
 def render(fig: plt.Figure, path: Path) -> np.ndarray:
@@ -51,19 +51,33 @@ def plot_confusion_matrix(matrix: list[list[int]]) -> plt.Figure:
         for col in range(size):
             count = matrix[row][col]
             if count:
-                ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
-                        color="black" if row != col else "tab:blue", fontweight="bold" if row == col else None)
+                ax.text(
+                    col,
+                    row,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if row != col else "tab:blue",
+                    fontweight="bold" if row == col else None,
+                )
     total = sum(map(sum, matrix))
     wrong = total - sum(matrix[i][i] for i in range(size))
-    ax.set(xticks=range(size), yticks=range(size), xlabel="predicted digit", ylabel="true digit",
-           title=f"Confusion matrix: {wrong} of {total:,} wrong (colour: mistakes)")
+    ax.set(
+        xticks=range(size),
+        yticks=range(size),
+        xlabel="predicted digit",
+        ylabel="true digit",
+        title=f"Confusion matrix: {wrong} of {total:,} wrong (colour: mistakes)",
+    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
 
-def plot_misclassified(images: list[Any], labels: list[int], predicted: list[int], confidence: list[float],
-                       limit: int = 64) -> plt.Figure:
+def plot_misclassified(
+    images: list[Any], labels: list[int], predicted: list[int], confidence: list[float], limit: int = 64
+) -> plt.Figure:
     """A grid of the test images the model got wrong, most confident mistakes first.
 
     Drawn as one mosaic image with a caption per tile: one axes per digit costs seconds per run."""
@@ -76,12 +90,21 @@ def plot_misclassified(images: list[Any], labels: list[int], predicted: list[int
     for slot, index in enumerate(order):
         top, left = (slot // columns) * cell + 10, (slot % columns) * cell + 6
         mosaic[top : top + 28, left : left + 28] = 1.0 - np.asarray(images[index], dtype=np.float32)  # ink dark
-        ax.text(left + 14, top - 2, f"{labels[index]}→{predicted[index]} {100 * confidence[index]:.0f}%",
-                ha="center", va="bottom", fontsize=7)  # fmt: skip
+        ax.text(
+            left + 14,
+            top - 2,
+            f"{labels[index]}→{predicted[index]} {100 * confidence[index]:.0f}%",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.axis("off")
-    ax.set_title(f"Misclassified test images (true→predicted, confidence): {len(labels)}"
-                 + (f", the {limit} most confident shown" if len(labels) > limit else ""), fontsize=9)
+    ax.set_title(
+        f"Misclassified test images (true→predicted, confidence): {len(labels)}"
+        + (f", the {limit} most confident shown" if len(labels) > limit else ""),
+        fontsize=9,
+    )
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94)
     return fig
 
@@ -92,10 +115,12 @@ def write_test_figures(report: dict[str, Any], output_dir: Path, loggers: list[A
     figures = {
         "confusion_matrix": plot_confusion_matrix(report["confusion_matrix"]),
         "misclassified": plot_misclassified(
-            [m["image"].numpy() for m in mistakes], [m["label"] for m in mistakes],
-            [m["predicted"] for m in mistakes], [m["confidence"] for m in mistakes],
+            [m["image"].numpy() for m in mistakes],
+            [m["label"] for m in mistakes],
+            [m["predicted"] for m in mistakes],
+            [m["confidence"] for m in mistakes],
         ),
-    }  # fmt: skip
+    }
     images = {name: render(figure, output_dir / f"{name}.png") for name, figure in figures.items()}
     for logger in loggers:
         experiment = getattr(logger, "experiment", None)

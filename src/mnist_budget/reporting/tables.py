@@ -53,17 +53,34 @@ def scoring(result: dict[str, Any]) -> str:
 def results_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per run: what it is, what it cost, what it reached, what was claimed."""
     columns = [
-        ("experiment", "l"), ("model", "l"), ("params", "r"), ("seed", "r"), ("precision", "l"), ("epochs", "r"),
-        ("best val acc", "r"), ("scored", "l"), ("test acc (official 10k)", "r"), ("train s", "r"), ("s/epoch", "r"),
+        ("experiment", "l"),
+        ("model", "l"),
+        ("params", "r"),
+        ("seed", "r"),
+        ("precision", "l"),
+        ("epochs", "r"),
+        ("best val acc", "r"),
+        ("scored", "l"),
+        ("test acc (official 10k)", "r"),
+        ("train s", "r"),
+        ("s/epoch", "r"),
         ("claim", "l"),
-    ]  # fmt: skip
+    ]
     rows = [
         [
-            r.get("experiment") or r["model"], r["model"], f"{r['params']:,}", str(r.get("seed", "")),
-            r.get("precision", ""), str(r["epochs"]), f"{100 * r['best_val_acc']:.2f} %", scoring(r),
-            f"**{100 * r['test_acc']:.2f} %**", f"{r['train_seconds']:.0f}",
-            f"{r['train_seconds'] / max(1, r['epochs']):.1f}", r.get("claim") or "",
-        ]  # fmt: skip
+            r.get("experiment") or r["model"],
+            r["model"],
+            f"{r['params']:,}",
+            str(r.get("seed", "")),
+            r.get("precision", ""),
+            str(r["epochs"]),
+            f"{100 * r['best_val_acc']:.2f} %",
+            scoring(r),
+            f"**{100 * r['test_acc']:.2f} %**",
+            f"{r['train_seconds']:.0f}",
+            f"{r['train_seconds'] / max(1, r['epochs']):.1f}",
+            r.get("claim") or "",
+        ]
         for r in results
     ]
     return markdown_table(columns, rows)
@@ -118,18 +135,36 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def seed_table(rows: list[dict[str, Any]]) -> str:
     """The seed statistics as a Markdown table (accuracies in %)."""
     columns = [
-        ("experiment", "l"), ("overrides", "l"), ("hardware", "l"), ("precision", "l"), ("scored", "l"),
-        ("params", "r"), ("epochs", "r"), ("seeds", "l"), ("test acc per seed", "l"), ("mean", "r"), ("std", "r"), ("min", "r"),
+        ("experiment", "l"),
+        ("overrides", "l"),
+        ("hardware", "l"),
+        ("precision", "l"),
+        ("scored", "l"),
+        ("params", "r"),
+        ("epochs", "r"),
+        ("seeds", "l"),
+        ("test acc per seed", "l"),
+        ("mean", "r"),
+        ("std", "r"),
+        ("min", "r"),
         ("median train s", "r"),
-    ]  # fmt: skip
+    ]
     cells = [
         [
-            row["experiment"], row["overrides"] or "-", row["hardware"], row["precision"], row["scored"],
+            row["experiment"],
+            row["overrides"] or "-",
+            row["hardware"],
+            row["precision"],
+            row["scored"],
             f"{row['params']:,}",
-            f"{row['epochs']:g}", ", ".join(map(str, row["seeds"])),
-            ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"]), f"**{100 * row['mean']:.2f} %**",
-            f"{100 * row['std']:.2f}", f"{100 * row['min']:.2f} %", f"{row['median_train_seconds']:.1f}",
-        ]  # fmt: skip
+            f"{row['epochs']:g}",
+            ", ".join(map(str, row["seeds"])),
+            ", ".join(f"{100 * acc:.2f}" for acc in row["test_accs"]),
+            f"**{100 * row['mean']:.2f} %**",
+            f"{100 * row['std']:.2f}",
+            f"{100 * row['min']:.2f} %",
+            f"{row['median_train_seconds']:.1f}",
+        ]
         for row in rows
     ]
     return markdown_table(columns, cells)
@@ -154,7 +189,9 @@ def varying_overrides(jobs: list[dict[str, Any]]) -> list[str]:
         for override in job.get("overrides", []):
             key, _, value = override.partition("=")
             values.setdefault(key, set()).add(value)
-    seen_in_all = {key for key in values if all(any(o.startswith(f"{key}=") for o in j.get("overrides", [])) for j in jobs)}
+    seen_in_all = {
+        key for key in values if all(any(o.startswith(f"{key}=") for o in j.get("overrides", [])) for j in jobs)
+    }
     return sorted(key for key, vals in values.items() if len(vals) > 1 or key not in seen_in_all)
 
 
@@ -182,10 +219,20 @@ def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
     rows = []
     for job in jobs:
         settings = dict(o.partition("=")[::2] for o in job.get("overrides", []))
-        cells = [job["job"] + (" (best)" if job is best else ""), *(short_value(settings.get(axis, "")) for axis in axes)]
+        cells = [
+            job["job"] + (" (best)" if job is best else ""),
+            *(short_value(settings.get(axis, "")) for axis in axes),
+        ]
         if job["status"] == "ok":
-            cells += [f"{job['params']:,}", str(job["epochs"]), f"{100 * job['best_val_acc']:.2f} %",
-                      f"{100 * job['final_val_acc']:.2f} %", f"{100 * job['test_acc']:.2f} %", f"{job['train_seconds']:.1f}", "ok"]  # fmt: skip
+            cells += [
+                f"{job['params']:,}",
+                str(job["epochs"]),
+                f"{100 * job['best_val_acc']:.2f} %",
+                f"{100 * job['final_val_acc']:.2f} %",
+                f"{100 * job['test_acc']:.2f} %",
+                f"{job['train_seconds']:.1f}",
+                "ok",
+            ]
         else:
             cells += ["", "", "", "", "", "", f"{job['status']}: {job.get('error', '')}"]
         rows.append(cells)
@@ -200,10 +247,10 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     write_atomically(sweep_dir / "summary.csv", text.getvalue())
     failed = sum(row[-1].startswith("failed") for row in rows)
     interrupted = sum(row[-1].startswith("interrupted") for row in rows)
-    markdown = (f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed, {interrupted} interrupted; (best): highest validation accuracy "
-                f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
-                f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n")
+    markdown = (
+        f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed, {interrupted} interrupted; (best): highest validation accuracy "
+        f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
+        f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n"
+    )
     markdown += markdown_table([(h, "l") for h in header], rows)
     write_atomically(sweep_dir / "summary.md", markdown)
-
-

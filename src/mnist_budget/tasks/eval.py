@@ -25,7 +25,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     net, hparams = network_of(cfg)
     module = Classifier(
-        model=hparams["model"], optim=hparams.get("optim") or {}, dataset=dataset_of(hparams).name, eval_tta=cfg.eval_tta
+        model=hparams["model"],
+        optim=hparams.get("optim") or {},
+        dataset=dataset_of(hparams).name,
+        eval_tta=cfg.eval_tta,
     )
     module.net = net  # the checkpoint's weights, loaded once (load_network)
     settings = run_settings(cfg)
@@ -51,6 +54,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     worst = min(report["per_class_acc"].items(), key=lambda item: item[1])
     log.info(
         "%s: test accuracy %.2f%% (%d of 10,000 wrong; weakest digit %s at %.2f%%); run folder: %s",
-        results["model"], 100 * results["test_acc"], results["misclassified"], worst[0], 100 * worst[1], output_dir,
-    )  # fmt: skip
+        results["model"],
+        100 * results["test_acc"],
+        results["misclassified"],
+        worst[0],
+        100 * worst[1],
+        output_dir,
+    )
     return {"test/acc": results["test_acc"], "test/loss": results["test_loss"]}

@@ -30,11 +30,14 @@ def export(cfg: DictConfig) -> dict[str, float]:
     EXPORTERS[fmt](net, path)
     info = sidecar(path, hparams, count_parameters(net), fmt, str(cfg.ckpt_path))
     if cfg.get("verify", True):
-        info["verified"] = verify(net, RUNNERS[fmt](path), Path(str(cfg.data.data_dir)), float(cfg.tolerance), dataset_of(hparams))
+        info["verified"] = verify(
+            net, RUNNERS[fmt](path), Path(str(cfg.data.data_dir)), float(cfg.tolerance), dataset_of(hparams)
+        )
         log.info(
             "verified on the 10k test images: largest logit difference %.2e, predictions identical, test accuracy %.2f%%",
-            info["verified"]["max_abs_logit_diff"], 100 * info["verified"]["test_acc"],
-        )  # fmt: skip
+            info["verified"]["max_abs_logit_diff"],
+            100 * info["verified"]["test_acc"],
+        )
     write_atomically(f"{path}.json", json.dumps(info, indent=2) + "\n")
     log.info("exported %s (%s, %d bytes) and %s.json", path, fmt, path.stat().st_size, path)
     return {"test/acc": info.get("verified", {}).get("test_acc", float("nan"))}

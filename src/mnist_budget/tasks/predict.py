@@ -88,7 +88,9 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     readable = [p for p in predictions if p.error is None]
     if readable:
         predictor = Predictor(net, dataset_of(hparams), tta=bool(cfg.tta), batch_size=int(cfg.predict_batch_size))
-        for prediction, answer in zip(readable, answers(predictor(torch.stack(tensors)), cfg.unsure_below), strict=True):
+        for prediction, answer in zip(
+            readable, answers(predictor(torch.stack(tensors)), cfg.unsure_below), strict=True
+        ):
             prediction.digit, prediction.probability = answer.digit, answer.probability
             prediction.top3, prediction.unsure = answer.top3, answer.unsure
     for p in predictions:
@@ -98,8 +100,13 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     unsure = sum(bool(p.unsure) for p in readable)
     log.info(
         "%d of %d images predicted with %s (%d unsure: probability below %s); table: %s",
-        len(readable), len(predictions), hparams["model"]["name"], unsure, cfg.unsure_below, table,
-    )  # fmt: skip
+        len(readable),
+        len(predictions),
+        hparams["model"]["name"],
+        unsure,
+        cfg.unsure_below,
+        table,
+    )
     if not readable:
         first = predictions[0]
         more = f" (and {len(predictions) - 1} more, see {table})" if len(predictions) > 1 else ""

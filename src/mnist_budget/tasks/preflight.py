@@ -43,8 +43,25 @@ from mnist_budget.rules import (
 )
 
 # Hydra flags after which the command does not train (or is not ours to check).
-OTHER_MODES = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--resolve", "--shell-completion", "-sc",
-               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}  # fmt: skip
+OTHER_MODES = {
+    "--cfg",
+    "-c",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--resolve",
+    "--shell-completion",
+    "-sc",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
 
 
 def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
@@ -129,7 +146,9 @@ def check_trackers(cfg: DictConfig) -> None:
         target = str((entry or {}).get("_target_", ""))
         package = next((pkg for key, pkg in packages.items() if target.endswith(key)), None)
         if package and importlib.util.find_spec(package) is None:
-            raise UserError(f"logger={name} needs the {package} package: uv sync --extra {package} (or pip install {package})")
+            raise UserError(
+                f"logger={name} needs the {package} package: uv sync --extra {package} (or pip install {package})"
+            )
 
 
 def make_sqlite_folders(cfg: DictConfig) -> None:
@@ -146,7 +165,9 @@ def check_data_files(cfg: DictConfig) -> None:
     """Damaged data files are refused now; missing ones too unless the run may download them and
     the download host answers (an unknown ``data.dataset`` too)."""
     name = dataset_name(cfg)
-    check_mnist_files(raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name)
+    check_mnist_files(
+        raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name
+    )
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -158,7 +179,9 @@ def check_can_listen(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
             probe.bind(address)
     except OSError as err:
-        raise UserError(f"cannot listen on host={host} port={port} ({err.strerror or err}): pick another port= (or host=)") from err
+        raise UserError(
+            f"cannot listen on host={host} port={port} ({err.strerror or err}): pick another port= (or host=)"
+        ) from err
 
 
 def check_train(cfg: DictConfig, run_dir: Path) -> None:
@@ -206,8 +229,12 @@ def added_trainer_keys(overrides: list[str], conf_dir: Path) -> list[str]:
 
 # Each task's own inputs, checked without torch (keyed by conf/task/<name>.yaml's task_name).
 TASK_CHECKS: dict[str, Callable[[DictConfig, Path], None]] = {
-    "train": check_train, "eval": check_eval, "predict": check_predict, "export": check_export, "serve": check_serve,
-}  # fmt: skip
+    "train": check_train,
+    "eval": check_eval,
+    "predict": check_predict,
+    "export": check_export,
+    "serve": check_serve,
+}
 
 
 def preflight(argv: list[str], conf_dir: Path) -> None:
@@ -224,7 +251,9 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     try:
         run_dir = Path(str(OmegaConf.select(cfg, run_key)))
     except OmegaConfBaseException as err:
-        raise UserError(f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override") from err
+        raise UserError(
+            f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override"
+        ) from err
     check_writable(run_key, run_dir, folder=True)
     check_run(cfg, run_dir, multirun, added_trainer_keys(overrides, conf_dir))
     make_sqlite_folders(cfg)

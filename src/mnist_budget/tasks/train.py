@@ -18,7 +18,13 @@ from mnist_budget.reporting.plots import plot_history, write_test_figures
 from mnist_budget.reporting.results import final_val_acc, test_set_scores, write_results
 from mnist_budget.rules import check_config
 from mnist_budget.training.builders import build_datamodule, build_trainer
-from mnist_budget.training.callbacks import EpochHistory, Interruption, ParameterBudget, RandomState, interruption_message
+from mnist_budget.training.callbacks import (
+    EpochHistory,
+    Interruption,
+    ParameterBudget,
+    RandomState,
+    interruption_message,
+)
 from mnist_budget.training.module import Classifier
 
 log = logging.getLogger(__name__)
@@ -71,13 +77,21 @@ def why_training_stopped(trainer: L.Trainer) -> str:
     early = trainer.early_stopping_callback
     if early is not None and early.stopped_epoch > 0:
         threshold = early.stopping_threshold
-        reached = f"{early.monitor} reached {threshold:g}" if threshold is not None else f"{early.monitor} stopped improving"
+        reached = (
+            f"{early.monitor} reached {threshold:g}" if threshold is not None else f"{early.monitor} stopped improving"
+        )
         return f"early stop: {reached} in epoch {early.stopped_epoch + 1}"
     return f"the schedule's end (trainer.max_epochs={trainer.max_epochs})"
 
 
-def fit(trainer: L.Trainer, module: Classifier, datamodule: Any, ckpt_path: str | None, interruption: Interruption,
-        output_dir: Path) -> float:  # fmt: skip
+def fit(
+    trainer: L.Trainer,
+    module: Classifier,
+    datamodule: Any,
+    ckpt_path: str | None,
+    interruption: Interruption,
+    output_dir: Path,
+) -> float:
     """Train; return the seconds it took. A SIGTERM or Ctrl-C (``Interruption`` saved the step)
     becomes ``Interrupted``, whose line says how to resume."""
     start = time.perf_counter()
@@ -97,9 +111,18 @@ def tested_checkpoint(trainer: L.Trainer, test_checkpoint: str) -> tuple[str, st
     return best, (best if test_checkpoint == "best" and best else None)
 
 
-def train_results(cfg: DictConfig, trainer: L.Trainer, settings: RunSettings, hardware: dict[str, Any],
-                  metrics: dict[str, float], test_report: dict[str, Any], params: int, epochs: list[dict[str, Any]],
-                  train_seconds: float, checkpoints: tuple[str, str | None]) -> dict[str, Any]:  # fmt: skip
+def train_results(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    settings: RunSettings,
+    hardware: dict[str, Any],
+    metrics: dict[str, float],
+    test_report: dict[str, Any],
+    params: int,
+    epochs: list[dict[str, Any]],
+    train_seconds: float,
+    checkpoints: tuple[str, str | None],
+) -> dict[str, Any]:
     """results.json of a training run."""
     best, tested = checkpoints
     return {
@@ -113,7 +136,9 @@ def train_results(cfg: DictConfig, trainer: L.Trainer, settings: RunSettings, ha
         "stopped_by": why_training_stopped(trainer),
         "best_val_acc": metrics["val/acc_best"],
         "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
-        **test_set_scores(test_report, {"test/acc": metrics["test/acc"], "test/loss": metrics["test/loss"]}, bool(cfg.eval_tta)),
+        **test_set_scores(
+            test_report, {"test/acc": metrics["test/acc"], "test/loss": metrics["test/loss"]}, bool(cfg.eval_tta)
+        ),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
         "best_checkpoint": best or None,
@@ -140,20 +165,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     settings = run_settings(cfg)  # a bad layout fails here, before any data loads
     hardware = describe(settings.device)
     auto = " (auto)" if str(cfg.trainer.precision) == "auto" else ""
-    log.info("hardware: %s; precision %s%s, layout %s", hardware_line(hardware), settings.precision, auto, settings.layout)
+    log.info(
+        "hardware: %s; precision %s%s, layout %s", hardware_line(hardware), settings.precision, auto, settings.layout
+    )
 
     module = Classifier.from_config(cfg)
     module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
     ckpt_path, resume_step = resume_from(cfg, module.hparams["model"], module.hparams["optim"])
     datamodule = build_datamodule(cfg)
     budget, history, interruption = ParameterBudget(cfg.model.budget), EpochHistory(), Interruption()
-    trainer = build_trainer(cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step)
+    trainer = build_trainer(
+        cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step
+    )
     train_seconds = fit(trainer, module, datamodule, ckpt_path, interruption, output_dir)
     # Copied now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
     epochs = list(history.history)
     checkpoints = tested_checkpoint(trainer, cfg.test_checkpoint)
     log.debug("testing %s on the official test set", checkpoints[1] or "the last weights")
-    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=checkpoints[1], weights_only=True, verbose=False)
+    (test_metrics,) = trainer.test(
+        module, datamodule=datamodule, ckpt_path=checkpoints[1], weights_only=True, verbose=False
+    )
     metrics = {
         # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
         "val/acc_best": max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan")),
@@ -167,7 +198,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
     knobs = compared_knobs(cfg, budget.params, settings.precision)
     log_final_hyperparameters(trainer, knobs, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
-    results = train_results(cfg, trainer, settings, hardware, metrics, test_report, budget.params, epochs, train_seconds, checkpoints)
+    results = train_results(
+        cfg, trainer, settings, hardware, metrics, test_report, budget.params, epochs, train_seconds, checkpoints
+    )
     if results["chance_level"]:
         log.warning(
             "test accuracy %.2f%% is at chance level (10 classes): this run learnt nothing useful "
@@ -180,7 +213,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info(
         "%s: test accuracy %.2f%% (%s weights, official 10k test set) after %d epochs, stopped by %s; "
         "%.1f s of training; run folder: %s",
-        cfg.model.name, 100 * metrics["test/acc"], "best" if checkpoints[1] else "final", len(epochs), results["stopped_by"],
-        train_seconds, output_dir,
-    )  # fmt: skip
+        cfg.model.name,
+        100 * metrics["test/acc"],
+        "best" if checkpoints[1] else "final",
+        len(epochs),
+        results["stopped_by"],
+        train_seconds,
+        output_dir,
+    )
     return metrics

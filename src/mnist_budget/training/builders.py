@@ -34,7 +34,9 @@ def instantiate_group(group: DictConfig | None, **extra: Any) -> list[Any]:
     off, and so is an entry whose factory returns ``None`` (a progress bar with no terminal)."""
     if not group:
         return []
-    built = [instantiate(entry, **extra.get(name, {})) for name, entry in group.items() if entry and "_target_" in entry]
+    built = [
+        instantiate(entry, **extra.get(name, {})) for name, entry in group.items() if entry and "_target_" in entry
+    ]
     return [component for component in built if component is not None]
 
 

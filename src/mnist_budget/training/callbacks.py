@@ -156,7 +156,13 @@ class EpochHistory(Callback):
         metrics = trainer.callback_metrics
         validated = self._validated_epoch == trainer.current_epoch
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
-        row.update({key: float(metrics[key]) for key in self.METRICS if key in metrics and (validated or not key.startswith("val/"))})
+        row.update(
+            {
+                key: float(metrics[key])
+                for key in self.METRICS
+                if key in metrics and (validated or not key.startswith("val/"))
+            }
+        )
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         row["seconds"] = time.perf_counter() - self._epoch_start
         self.history.append(row)
@@ -300,7 +306,9 @@ class Interruption(Callback):
 
         return handler
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if not self.requested:
             return
         if batch_idx + 1 < trainer.num_training_batches:
@@ -313,7 +321,10 @@ class Interruption(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.at_epoch_end:
-            log.info("%s came in the run's last step: nothing is left to resume, so the run ends normally", self.requested.name)
+            log.info(
+                "%s came in the run's last step: nothing is left to resume, so the run ends normally",
+                self.requested.name,
+            )
         self._restore_handler()
 
     def _restore_handler(self) -> None:
@@ -330,7 +341,12 @@ class Interruption(Callback):
         name = "SIGTERM" if isinstance(exception, SIGTERMException) else (self.requested or signal.SIGINT).name
         folders = [cb.dirpath for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and cb.dirpath]
         path = Path(folders[0] if folders else Path(trainer.default_root_dir) / "checkpoints") / "last.ckpt"
-        if clean and self.at_epoch_end and path.is_file() and load_checkpoint(path)["global_step"] == trainer.global_step:
+        if (
+            clean
+            and self.at_epoch_end
+            and path.is_file()
+            and load_checkpoint(path)["global_step"] == trainer.global_step
+        ):
             step = trainer.global_step  # LastCheckpoint saved it as the epoch ended
         elif clean:
             held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -343,8 +359,13 @@ class Interruption(Callback):
         else:
             step = int(load_checkpoint(path)["global_step"]) if path.is_file() else None
         epoch = trainer.current_epoch + (0 if self.at_epoch_end else 1)  # at an epoch's end: the one that ended
-        self.stopped = {"signal": name, "epoch": epoch, "step": step,
-                        "checkpoint": str(path) if step is not None else None, "saved_now": bool(clean)}  # fmt: skip
+        self.stopped = {
+            "signal": name,
+            "epoch": epoch,
+            "step": step,
+            "checkpoint": str(path) if step is not None else None,
+            "saved_now": bool(clean),
+        }
         if callable(forward):
             forward(self.requested, None)  # the scheduler's own handler: submitit requeues the job here
 

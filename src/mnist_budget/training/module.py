@@ -151,8 +151,12 @@ class Classifier(L.LightningModule):
         data = self.data_set
         for i in (predicted != labels).nonzero().flatten().tolist():
             self.test_mistakes.append(
-                {"image": images[i, 0].float().cpu() * data.std + data.mean, "label": int(labels[i]), "predicted": int(predicted[i]),
-                 "confidence": float(confidence[i])}
+                {
+                    "image": images[i, 0].float().cpu() * data.std + data.mean,
+                    "label": int(labels[i]),
+                    "predicted": int(predicted[i]),
+                    "confidence": float(confidence[i]),
+                }
             )
 
     def on_test_epoch_end(self) -> None:
