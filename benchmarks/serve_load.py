@@ -5,7 +5,7 @@ Starts the server (``python run.py task=serve``) on a free loopback port for eac
 ``--seconds``), and prints requests/s, p50/p99 latency, errors and the server's memory growth,
 with the hardware line. Only 127.0.0.1 is ever contacted.
 
-    uv run python benchmarks/serve_load.py CKPT [--clients 8] [--requests 1250] [--backends onnx,torch]
+    uv run python benchmarks/serve_load.py CKPT [--clients 8] [--requests 1250] [--backends onnx,torch] [--tta]
     uv run python benchmarks/serve_load.py CKPT --smoke
 """
 
@@ -62,7 +62,9 @@ def multipart(png: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def start_server(checkpoint: str, backend: str, port: int, threads: int, workers: int) -> subprocess.Popen:
+def start_server(
+    checkpoint: str, backend: str, port: int, threads: int, workers: int, tta: bool = False
+) -> subprocess.Popen:
     command = [
         sys.executable,
         str(ROOT / "run.py"),
@@ -72,6 +74,7 @@ def start_server(checkpoint: str, backend: str, port: int, threads: int, workers
         f"port={port}",
         f"threads={threads}",
         f"workers={workers}",
+        f"tta={str(tta).lower()}",
         f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}",
     ]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default="onnx,torch")
     parser.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads per server process")
     parser.add_argument("--workers", type=int, default=1, help="server processes (task=serve workers=N)")
+    parser.add_argument("--tta", action="store_true", help="serve with test-time augmentation (task=serve tta=true)")
     parser.add_argument("--smoke", action="store_true", help="2 clients x 5 requests")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"hardware: {hardware_line(describe('cpu'))}")
     for backend in args.backends.split(","):
         port = free_port()
-        server = start_server(args.checkpoint, backend, port, args.threads, args.workers)
+        server = start_server(args.checkpoint, backend, port, args.threads, args.workers, args.tta)
         try:
             load(port, 2, 10, 30)  # warm-up
             before = rss_mb(server.pid)
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             server.terminate()
             server.wait(timeout=30)
         print(
-            f"{backend:5s} ({args.workers} worker(s) x {args.threads} thread(s)): one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
+            f"{backend:5s}{' +TTA' if args.tta else ''} ({args.workers} worker(s) x {args.threads} thread(s)): one client p50 {single['p50_ms']:.1f} ms; {args.clients} clients: {figures['per_s']:.0f} requests/s, "
             f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, {figures['errors']} errors of "
             f"{figures['requests']}, server memory {growth:+.1f} MB"
         )

@@ -172,3 +172,33 @@ def test_a_read_only_folder_is_one_line_for_results(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "open", read_only)
     with pytest.raises(UserError, match=r"could not write .*results.json \(Permission denied\)"):
         write_results(tmp_path / "results.json", {"test_acc": 0.99})
+
+
+def test_a_checkpoint_names_no_module_of_this_package_but_its_network(trained_run):
+    # Checkpoints written before the package was re-layered load as they did: the only module path a
+    # checkpoint holds is its network's (mnist_budget.models.*, which keeps its import paths); the
+    # callbacks' and the data module's states are keyed by class name alone.
+    import re
+
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    named = set(re.findall(r"mnist_budget[\w.]*", repr({k: v for k, v in checkpoint.items() if k != "state_dict"})))
+    assert named and all(name.startswith("mnist_budget.models.") for name in named), named
+    assert {"EpochHistory", "RandomState", "MNISTDataModule"} <= set(checkpoint["callbacks"]) | set(checkpoint)
+
+
+def test_a_checkpoint_from_before_pool_first_and_dropout_on_builds_the_network_it_was_trained_as(tmp_path):
+    from mnist_budget.models.fast_cnn import FastCNN
+
+    trained_as = FastCNN(pool_first=False, dropout_on="maps")
+    net_config = {"_target_": "mnist_budget.models.fast_cnn.FastCNN", "channels": [8, 16, 32, 40], "pointwise": 40}
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"net.{key}": value for key, value in trained_as.state_dict().items()},
+            "hyper_parameters": {"model": {"name": "fast_cnn", "budget": 20000, "net": net_config}},
+        },
+        path,
+    )
+    net, hparams = load_network(path)
+    assert repr(net) == repr(trained_as) != repr(FastCNN())
+    assert hparams["model"]["net"]["pool_first"] is False and hparams["model"]["net"]["dropout_on"] == "maps"

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import group_options
+from conftest import CONF_DIR, group_options
 from mnist_budget.models import count_parameters
 
 MODELS = group_options("model")
@@ -86,12 +86,12 @@ def test_pool_first_normalises_the_pooled_maps_with_the_same_parameters():
             hook.remove()
         return sizes
 
-    assert norm_sizes(FastCNN()) == [(26, 26), (11, 11), (9, 9), (4, 4), (4, 4)]
+    assert norm_sizes(FastCNN(pool_first=False)) == [(26, 26), (11, 11), (9, 9), (4, 4), (4, 4)]
     assert norm_sizes(FastCNN(pool_first=True)) == [(13, 13), (11, 11), (4, 4), (4, 4), (4, 4)]
     assert count_parameters(FastCNN(pool_first=True)) == count_parameters(FastCNN())
     # With BatchNorm's scale positive (as initialised) and its statistics frozen, the two orders agree.
     torch.manual_seed(0)
-    before, after = FastCNN(), FastCNN(pool_first=True)
+    before, after = FastCNN(pool_first=False), FastCNN(pool_first=True)
     with torch.no_grad():  # same tensors in the same order; only the Sequential indices differ
         for source, target in zip(before.state_dict().values(), after.state_dict().values(), strict=True):
             target.copy_(source)
@@ -134,7 +134,7 @@ def test_dropout_on_features_drops_pooled_features_and_keeps_the_weights_names()
 
     torch.manual_seed(0)
     images = torch.rand(8, 1, 28, 28)
-    on_maps, on_features = FastCNN(dropout=0.5), FastCNN(dropout=0.5, dropout_on="features")
+    on_maps, on_features = FastCNN(dropout=0.5, dropout_on="maps"), FastCNN(dropout=0.5, dropout_on="features")
     assert list(on_maps.state_dict()) == list(on_features.state_dict())
     on_maps.train(), on_features.train()
     assert not torch.equal(on_maps.features(images), on_maps.features(images))
@@ -151,3 +151,24 @@ def test_an_unknown_dropout_place_is_refused_in_one_line():
 
     with pytest.raises(UserError, match="model.net.dropout_on='gap'"):
         FastCNN(dropout_on="gap")
+
+
+@pytest.mark.parametrize("name", group_options("model"))
+def test_a_family_default_network_is_its_constructors_default(name):
+    # conf/model/<family>.yaml (a network named as its module) and the class built with no
+    # arguments are the same network: a newcomer's FastCNN() is the default run's.
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    net_config = OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml").net
+    module = net_config._target_.rsplit(".", 2)[-2]
+    if module != name:
+        pytest.skip(f"model={name} is a variant of {module}'s network, not its default")
+    torch.manual_seed(0)
+    configured = instantiate(net_config)
+    torch.manual_seed(0)
+    default = get_class(net_config._target_)()
+    assert repr(configured) == repr(default)
+    assert all(
+        torch.equal(a, b) for a, b in zip(configured.state_dict().values(), default.state_dict().values(), strict=True)
+    )

@@ -25,6 +25,9 @@ from mnist_budget.rules import required
 log = logging.getLogger(__name__)
 
 NETWORKS_PACKAGE = "mnist_budget.models."
+# Arguments a network gained after checkpoints of it were written, with the value those checkpoints
+# were trained with: their saved config lacks the key, and the constructor's default is now another.
+ADDED_ARGUMENTS = {"mnist_budget.models.fast_cnn.FastCNN": {"pool_first": False, "dropout_on": "maps"}}
 # A checkpoint written before runs recorded their data set learnt MNIST.
 DEFAULT_DATASET = "mnist"
 
@@ -88,6 +91,15 @@ def check_network_targets(net: Any, source: str) -> None:
             check_network_targets(value, source)
 
 
+def saved_model(hparams: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model config as it was trained: ``ADDED_ARGUMENTS`` that it lacks filled in."""
+    model = dict(hparams.get("model") or {})
+    net = model.get("net")
+    if isinstance(net, dict):
+        model["net"] = {**ADDED_ARGUMENTS.get(str(net.get("_target_")), {}), **net}
+    return model
+
+
 def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained network of a checkpoint, in eval mode, and the checkpoint's hyper-parameters.
 
@@ -95,8 +107,8 @@ def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     export need no ``model=`` override; weights that do not fit it are refused in one line.
     """
     checkpoint = load_checkpoint(path)
-    hparams = checkpoint.get("hyper_parameters", {})
-    model = hparams.get("model") or {}
+    model = saved_model(checkpoint.get("hyper_parameters", {}))
+    hparams = {**checkpoint.get("hyper_parameters", {}), "model": model}
     if "net" not in model:
         raise UserError(
             f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs"
@@ -179,7 +191,7 @@ def checkpoint_to_resume(
     saved = checkpoint.get("hyper_parameters", {})
     saved_dataset = dataset_of(saved).name
     for group, was, current in (
-        ("model", saved.get("model"), model),
+        ("model", saved_model(saved), model),
         ("optim", saved.get("optim"), optim),
         ("data.dataset", saved_dataset, dataset),
     ):

@@ -40,9 +40,9 @@ class FastCNN(nn.Module):
         num_classes: int = 10,
         separable: int = 0,
         deskew: bool = False,
-        pool_first: bool = False,
+        pool_first: bool = True,
         stem: str = "pool",
-        dropout_on: str = "maps",
+        dropout_on: str = "features",
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
         4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
@@ -54,9 +54,9 @@ class FastCNN(nn.Module):
         ``stem``: how 28x28 becomes 13x13, ``pool`` (3x3 conv to 26x26, then a 2x2 max-pool) or
         ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26);
         ``dropout_on``: where ``dropout`` acts, ``maps`` (the pooled 4x4 maps, after the 9x9 stage)
-        or ``features`` (the globally pooled features, before the Linear layer; the default
-        config's choice). ``maps`` stays the default here because checkpoints saved before this
-        argument existed hold no value for it, and they were trained that way."""
+        or ``features`` (the globally pooled features, before the Linear layer). The defaults are
+        conf/model/fast_cnn.yaml's; checkpoints saved before ``pool_first`` and ``dropout_on``
+        existed were trained with ``False`` and ``maps`` (mnist_budget.checkpoints fills them in)."""
         super().__init__()
         check_rates(dropout=dropout)
         if stem not in ("pool", "stride"):
