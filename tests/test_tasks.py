@@ -387,11 +387,19 @@ def test_serve_and_predict_give_the_same_answer_for_the_same_file(trained, make_
     from mnist_budget.inference.serving import predictor_for, read_files, settings_of
 
     files = write_inputs(tmp_path / "inputs")
-    predict(make_cfg("task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", "output=out.json", f"tta={tta}"))
+    predict(
+        make_cfg(
+            "task=predict", f"ckpt_path={trained}", f"input={files['inverted_png']}", "output=out.json", f"tta={tta}"
+        )
+    )
     (row,) = json.loads((tmp_path / "out.json").read_text())
     settings = settings_of(make_cfg("task=serve", f"ckpt_path={trained}", "backend=torch", f"tta={tta}"), cores=1)
     predictor, _ = predictor_for(settings)
     (answer,) = read_files([("digit.png", files["inverted_png"].read_bytes())], predictor, settings["unsure_below"])
     assert predictor.tta is tta
-    assert (answer["digit"], answer["probability"], answer["unsure"]) == (row["digit"], row["probability"], row["unsure"])
+    assert (answer["digit"], answer["probability"], answer["unsure"]) == (
+        row["digit"],
+        row["probability"],
+        row["unsure"],
+    )
     assert [list(pair) for pair in row["top3"]] == [list(pair) for pair in answer["top3"]]
