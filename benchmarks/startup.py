@@ -3,8 +3,8 @@ step, and from the last step to the exit.
 
     uv run python benchmarks/startup.py [--runs 3] [--smoke] [OVERRIDE ...]
 
-Runs ``python run.py`` as a user does, in a fresh process, with one extra callback (``Timeline``,
-below, found through PYTHONPATH) that notes the clock at the trainer's hooks; the run folder's
+Runs ``python run.py`` as a user does, in a fresh process, with one extra callback (``Timeline``
+in benchmarks/timeline.py, found through PYTHONPATH) that notes the clock at the trainer's hooks; the run folder's
 first log line marks when the task began. Prints the median of each phase over ``--runs`` runs.
 The figures and what causes each are in docs/performance.md ("Command-line latency and start-up").
 """
@@ -21,42 +21,16 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
-
 from common import ROOT, argument_parser, data_dir
 
 PHASES = (
     ("command -> task starts (interpreter, preflight, Hydra, imports)", "start", "task"),
-    ("task starts -> fit starts (model, data module, trainer built)", "task", "fit_start"),
-    ("fit starts -> first training step (data loaded, set-up)", "fit_start", "first_step"),
+    ("task starts -> fit starts (model, trainer, data loaded)", "task", "fit_start"),
+    ("fit starts -> first training step (sanity check, loaders)", "fit_start", "first_step"),
     ("training steps", "first_step", "last_step"),
     ("last step -> test done (validation, test)", "last_step", "test_end"),
     ("test done -> exit (figures, results, loggers, interpreter exit)", "test_end", "exit"),
 )
-
-
-class Timeline(Callback):
-    """Notes the wall clock at the trainer's hooks into the JSON file ``path``."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.times = Path(path), {}
-
-    def note(self, name: str, once: bool = True) -> None:
-        if not (once and name in self.times):
-            self.times[name] = time.time()
-            self.path.write_text(json.dumps(self.times))
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self.note("fit_start")
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.note("first_step")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.note("last_step", once=False)
-
-    def on_test_end(self, trainer, pl_module) -> None:
-        self.note("test_end")
 
 
 def first_log_time(run_log: Path) -> float:
@@ -77,7 +51,7 @@ def one_run(overrides: list[str], scratch: Path, n: int) -> dict[str, float]:
         sys.executable,
         str(ROOT / "run.py"),
         f"hydra.run.dir={run_dir}",
-        "+callbacks.timeline._target_=startup.Timeline",
+        "+callbacks.timeline._target_=timeline.Timeline",
         f"+callbacks.timeline.path={notes}",
         *overrides,
     ]

@@ -11,8 +11,8 @@ training images look like what the network will be given. The data module append
 training split only: validation and test stay MNIST's own.
 
 The fonts are Google Fonts' handwriting faces as the npm registry distributes them (``@fontsource``
-packages, SIL Open Font License), downloaded once into ``<data_dir>/fonts/`` (some 130 MB of
-packages for the 79 of conf/extra_train/fonts.yaml, 2 MB of fonts kept); any ``.ttf``, ``.otf``
+packages, SIL Open Font License), downloaded once into ``<data_dir>/fonts/`` (only each
+package's regular latin font is kept); any ``.ttf``, ``.otf``
 or ``.woff`` file put there is drawn with too. The drawn digits are cached next to the fonts (a
 ``.npz`` file named by a hash of everything that shapes them).
 """

@@ -88,7 +88,7 @@ def raw_folder(data_dir: str | Path, name: str = "mnist") -> Path:
 def unpack_gzipped(raw: Path) -> None:
     """The files as they are distributed (``<name>.gz``, Debian's package ships them so) are
     unpacked beside themselves once, so that copying the four .gz files is enough. (The check
-    before a run does it, so that it checks the unpacked files: about 50 MB written once.)"""
+    before a run does it, so that it checks the unpacked files; it is written once.)"""
     for name in IDX_FILES:
         packed = raw / f"{name}.gz"
         if (raw / name).exists() or not packed.is_file():

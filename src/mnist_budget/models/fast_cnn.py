@@ -15,21 +15,19 @@ from mnist_budget.models.deskew import Deskew
 class FastCNN(nn.Module):
     """28 -conv-> 26 -pool-> 13 -conv-> 11 -conv-> 9 -pool-> 4 -conv(pad 1)-> 4 -1x1 conv-> GAP -> Linear.
 
-    With ``pool_first`` (the default config's choice) each pool sits between its convolution and
-    the convolution's BatchNorm + ReLU, which then work on the pooled map.
+    With ``pool_first`` each pool sits between its convolution and the convolution's BatchNorm +
+    ReLU, which then work on the pooled map.
 
     Why this shape: on a CPU a small network's step time goes mostly to per-element work
     (BatchNorm, ReLU, pooling) on the large early feature maps, not to the convolutions'
-    multiply-adds: doubling the first convolution's 8 channels doubled the epoch time. Pooling
-    right after one narrow convolution shrinks every later map 4x; the parameters sit at 11x11
-    and below, where they are cheap, and a 1x1 convolution at 4x4 adds depth for almost nothing.
-    Receptive field: 22 px, about a digit's 20 px box. Convolutions carry no bias (BatchNorm
-    follows each). Dropout acts on the pooled 4x4 maps or, with ``dropout_on="features"``, on the
-    globally pooled features: 13x fewer random draws per batch, and drawing them is most of
-    dropout's cost on a CPU (docs/performance.md, "Closer to 20 s").
-
-    With the defaults (conf/model/fast_cnn.yaml): 19,634 parameters and 0.77 M multiply-adds per
-    image (gap_cnn: 17,994 and 1.27 M), at about half of gap_cnn's step time on CPU.
+    multiply-adds, so widening the first convolution costs far more than its parameters suggest.
+    Pooling right after one narrow convolution shrinks every later map 4x; the parameters sit at
+    11x11 and below, where they are cheap, and a 1x1 convolution at 4x4 adds depth for almost
+    nothing. Receptive field: 22 px, about a digit's 20 px box. Convolutions carry no bias
+    (BatchNorm follows each). Dropout acts on the pooled 4x4 maps or, with
+    ``dropout_on="features"``, on the globally pooled features: far fewer random draws per batch,
+    and drawing them is most of dropout's cost on a CPU. The measurements behind each choice:
+    docs/performance.md (levers).
     """
 
     def __init__(
