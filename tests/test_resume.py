@@ -86,7 +86,7 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path, mnist_root):
 
 
 def test_the_private_lightning_members_resume_relies_on_exist():
-    # Lightning has no public API for them (src/mnist_budget/resume.py): fail here, not mid-run.
+    # Lightning has no public API for them (src/mnist_budget/training/callbacks.py): fail here, not mid-run.
     from mnist_budget.training.callbacks import LIGHTNING_PRIVATE
 
     for owner, name in LIGHTNING_PRIVATE:
