@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from mnist_budget.errors import UserError, find_user_error, first_line
@@ -13,8 +14,6 @@ def build_network(net: Mapping[str, Any], name: str) -> nn.Module:
     """The network that a model config's ``net`` describes (Hydra's instantiate). The network's own
     refusal (a UserError, say a dropout rate of 1.2) comes out as it is; any other failure to build
     it as one line naming the model."""
-    from hydra.utils import instantiate
-
     try:
         network = instantiate(net)
     except Exception as err:  # noqa: BLE001 - Hydra wraps the network's own error
