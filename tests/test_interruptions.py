@@ -132,7 +132,9 @@ def test_the_slurm_launcher_asks_for_a_warning_and_requeues(make_cfg):
 def test_a_real_signal_to_run_py(tmp_path, mnist_root, sig, code):
     run = tmp_path / "run"
     env = {**os.environ, "MNIST_BUDGET_DATA": str(mnist_root)}
-    slow = ("trainer.max_epochs=3", "trainer.limit_train_batches=200", "data.batch_size=64")
+    # Epochs of 600 steps: long enough that the signal, sent half a second into the second epoch,
+    # lands in it on a fast machine too.
+    slow = ("trainer.max_epochs=3", "trainer.limit_train_batches=600", "data.batch_size=64")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={run}", *slow],
         cwd=ROOT,
@@ -147,12 +149,12 @@ def test_a_real_signal_to_run_py(tmp_path, mnist_root, sig, code):
         if log.is_file() and "    1 |" in log.read_text():
             break
         time.sleep(0.2)
-    time.sleep(1.0)  # into the second epoch
+    time.sleep(0.5)  # into the second epoch
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.startswith("interrupted by")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
     step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
-    assert f"saved at step {step} in" in lines[0] and 200 < step < 400
+    assert f"saved at step {step} in" in lines[0] and 600 < step < 1200
     assert not (run / "results.json").exists()
