@@ -62,7 +62,10 @@ def argument_parser(doc: str, overrides: bool = True) -> argparse.ArgumentParser
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     if overrides:
         parser.add_argument(
-            "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides of the project config, e.g. model=tiny"
+            "overrides",
+            nargs="*",
+            metavar="OVERRIDE",
+            help="Hydra overrides of the project config, e.g. model=record_8k",
         )
     return parser
 

@@ -202,3 +202,48 @@ def test_a_checkpoint_from_before_pool_first_and_dropout_on_builds_the_network_i
     net, hparams = load_network(path)
     assert repr(net) == repr(trained_as) != repr(FastCNN())
     assert hparams["model"]["net"]["pool_first"] is False and hparams["model"]["net"]["dropout_on"] == "maps"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "old_name", "old_net"),
+    [
+        (
+            "record_8k",
+            "tiny",
+            {
+                "_target_": "mnist_budget.models.fast_cnn.FastCNN",
+                "channels": [8, 12, 16, 16, 16],
+                "pointwise": 16,
+                "dropout": 0.01,
+                "pool_first": True,
+            },
+        ),
+        (
+            "reference_003",
+            "reference_003",
+            {"_target_": "mnist_budget.models.reference_003.SimpleMNISTNet", "dropout": 0.05},
+        ),
+    ],
+)
+def test_a_checkpoint_of_a_renamed_model_loads_and_resumes_under_the_new_name(
+    make_cfg, tmp_path, experiment, old_name, old_net
+):
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(f"experiment={experiment}")
+    model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
+    net = build_network(model["net"], model["name"])
+    old_model = {"name": old_name, "budget": model["budget"], "net": old_net}
+    training_state = dict.fromkeys(("epoch", "global_step", "loops", "optimizer_states", "lr_schedulers"), 0)
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"net.{key}": value for key, value in net.state_dict().items()},
+            "hyper_parameters": {"model": old_model, "optim": optim},
+            **training_state,
+        },
+        path,
+    )
+    loaded, hparams = load_network(path)
+    assert repr(loaded) == repr(net) and hparams["model"]["name"] == model["name"]
+    assert checkpoint_to_resume(str(path), tmp_path, model, optim)[0] == path

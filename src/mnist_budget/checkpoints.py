@@ -28,6 +28,11 @@ NETWORKS_PACKAGE = "mnist_budget.models."
 # Arguments a network gained after checkpoints of it were written, with the value those checkpoints
 # were trained with: their saved config lacks the key, and the constructor's default is now another.
 ADDED_ARGUMENTS = {"mnist_budget.models.fast_cnn.FastCNN": {"pool_first": False, "dropout_on": "maps"}}
+# Models and network classes that were renamed after checkpoints of them were written: old name -> new.
+RENAMED_MODELS = {"tiny": "record_8k", "micro": "record_4k"}
+RENAMED_NETWORKS = {
+    "mnist_budget.models.reference_003.SimpleMNISTNet": "mnist_budget.models.reference_003.Reference003Net"
+}
 # A checkpoint written before runs recorded their data set learnt MNIST.
 DEFAULT_DATASET = "mnist"
 
@@ -55,7 +60,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
         raise UserError(
             f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/"
         )
-    saved = checkpoint.get("hyper_parameters", {}).get("model", {}).get("name")
+    saved = saved_model(checkpoint.get("hyper_parameters", {})).get("name")
     if model_name is not None and saved != model_name:
         raise UserError(
             f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
@@ -92,10 +97,14 @@ def check_network_targets(net: Any, source: str) -> None:
 
 
 def saved_model(hparams: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's model config as it was trained: ``ADDED_ARGUMENTS`` that it lacks filled in."""
+    """A checkpoint's model config in today's terms: a renamed model or network class under its
+    new name, and the ``ADDED_ARGUMENTS`` it lacks filled in with the values it was trained with."""
     model = dict(hparams.get("model") or {})
+    if model.get("name") in RENAMED_MODELS:
+        model["name"] = RENAMED_MODELS[model["name"]]
     net = model.get("net")
     if isinstance(net, dict):
+        net = {**net, "_target_": RENAMED_NETWORKS[net["_target_"]]} if net.get("_target_") in RENAMED_NETWORKS else net
         model["net"] = {**ADDED_ARGUMENTS.get(str(net.get("_target_")), {}), **net}
     return model
 

@@ -1,4 +1,4 @@
-"""Reference 003, "SimpleMNISTNet": under 8k parameters, residual 3x3 blocks, no fully connected layer.
+"""Reference 003 (published as "SimpleMNISTNet"): under 8k parameters, residual 3x3 blocks, no fully connected layer.
 
 The reference names its parts (convs 1 -> 8 -> 12 -> 16 with BN and ReLU, MaxPool and AvgPool,
 skip connections, dropout, a final 1x1 conv) but not their arrangement; this is the closest
@@ -22,7 +22,7 @@ class Residual(nn.Module):
         return x + self.block(x)
 
 
-class SimpleMNISTNet(nn.Module):
+class Reference003Net(nn.Module):
     """28 -> pool 14 -> pool 7 -> AvgPool(7) -> 1x1 conv to 10 logits."""
 
     def __init__(self, dropout: float = 0.05) -> None:
