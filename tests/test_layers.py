@@ -25,7 +25,18 @@ LAYERS = [
     {"tasks"},
 ]
 # Light on purpose (no torch, no Lightning): what the command line imports before its first refusal.
-WITHOUT_TORCH = {"errors", "files", "console", "rules", "data.sets", "inference.inputs", "tasks", "tasks.preflight"}
+WITHOUT_TORCH = {
+    "errors",
+    "files",
+    "console",
+    "rules",
+    "data.sets",
+    "inference.inputs",
+    "inference.web",
+    "reporting.model_card",
+    "tasks",
+    "tasks.preflight",
+}
 
 
 def layer_of(module: str) -> int:

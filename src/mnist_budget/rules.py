@@ -44,7 +44,7 @@ PRECISIONS = (
 )
 
 TRAIN_SIZE = 60_000  # images in MNIST's (and Fashion-MNIST's) official training set
-EXPORT_FORMATS = ("onnx", "pt2")  # task=export's format (mnist_budget.inference.export)
+EXPORT_FORMATS = ("onnx", "pt2", "web")  # task=export's format (mnist_budget.inference.export, .web)
 SERVE_BACKENDS = ("torch", "onnx")  # task=serve's backend (mnist_budget.inference.serving)
 
 
@@ -182,7 +182,7 @@ def check_writable(key: str, path: Path, folder: bool = False) -> None:
 
 def check_export_format(fmt: str) -> None:
     if fmt not in EXPORT_FORMATS:
-        raise UserError(f"format={fmt} is not supported: use {' or '.join(EXPORT_FORMATS)}")
+        raise UserError(f"format={fmt} is not supported: use one of {', '.join(EXPORT_FORMATS)}")
 
 
 def check_serve_settings(cfg: DictConfig) -> None:

@@ -23,7 +23,6 @@ import os
 import socket
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from mnist_budget.checkpoints import dataset_of, load_network
 from mnist_budget.data.preprocess import ImageProblem, read_digit
 from mnist_budget.inference.classify import Predictor, answers
 from mnist_budget.inference.export import export_onnx, onnx_runner
+from mnist_budget.inference.web import page as draw_page_source
 
 SETTINGS_ENV = "MNIST_BUDGET_SERVE_SETTINGS"
 
@@ -102,7 +102,7 @@ def counted(request: Request, limit: int) -> Request:
 def create_app(predictor: Predictor, model: str, limits: Limits, unsure_below: float) -> FastAPI:
     """The FastAPI application: ``/`` (the page), ``/health``, ``POST /predict``, ``/docs``."""
     app = FastAPI(title="mnist-budget", description=f"Reads handwritten digits with {model}.")
-    page = files("mnist_budget.inference").joinpath("static/draw.html").read_text(encoding="utf-8")
+    page = draw_page_source()  # the same source as an exported web folder's index.html
 
     def problem(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)

@@ -128,3 +128,52 @@ def write_test_figures(report: dict[str, Any], output_dir: Path, loggers: list[A
             for name, pixels in images.items():
                 experiment.add_image(f"test/{name}", pixels, global_step=step, dataformats="HWC")
             experiment.flush()
+
+
+def number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def draw_ranges(ax: plt.Axes, groups: list[dict[str, Any]], xlabel: str) -> None:
+    """Each group's mean test accuracy as a point with its min–max as a bar, at its ``x`` (numbers, or
+    categories in the given order), labelled; a group's ``claim`` (a published figure) as a red cross."""
+    xs = [number(group["x"]) for group in groups]
+    numeric = all(x is not None for x in xs)
+    if not numeric:
+        xs = list(range(len(groups)))
+        ax.set_xticks(xs, [str(group["x"]) for group in groups], rotation=30, ha="right")
+    elif min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+    for x, group in zip(xs, groups, strict=True):
+        low, high = group["mean"] - group["min"], group["max"] - group["mean"]
+        ax.errorbar(x, group["mean"], yerr=[[low], [high]], fmt="o", color="tab:blue", capsize=4)
+        if group.get("label"):
+            ax.annotate(
+                group["label"], (x, group["max"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+            )
+        if group.get("claim") is not None:
+            ax.plot(x, group["claim"], "x", color="tab:red", markersize=8, markeredgewidth=2)
+    ax.set(xlabel=xlabel, ylabel="test accuracy, official 10k (%)")
+    ax.margins(x=0.12, y=0.12)  # room for the labels at the edges
+    ax.grid(alpha=0.3)
+
+
+def plot_accuracy_ranges(
+    panels: list[tuple[str, list[dict[str, Any]]]], path: Path, title: str, claims_note: str | None = None
+) -> None:
+    """One panel per (x label, groups) (``draw_ranges``), side by side, saved as a PNG."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.0, 5.5 * len(panels)), 4.8), squeeze=False)
+    for ax, (xlabel, groups) in zip(axes[0], panels, strict=True):
+        draw_ranges(ax, groups, xlabel)
+    handles = [plt.Line2D([], [], color="tab:blue", marker="o", linestyle="", label="mean; bar: min–max of the runs")]
+    if claims_note:
+        handles.append(
+            plt.Line2D([], [], color="tab:red", marker="x", linestyle="", markeredgewidth=2, label=claims_note)
+        )
+    axes[0][0].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    render(fig, path)

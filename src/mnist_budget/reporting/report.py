@@ -6,15 +6,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_budget.reporting.tables import collect_results, results_table, seed_statistics, seed_table
+from mnist_budget.reporting.tables import collect_results, plot_records, results_table, seed_statistics, seed_table
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mnist_budget.reporting RUN_OR_SWEEP_DIR ... [--output report.md]``: tabulate runs'
-    results.json, one row per run, then the seed statistics of every config run with several seeds."""
+    """``python -m mnist_budget.reporting RUN_OR_SWEEP_DIR ... [--output report.md] [--plot plot.png]``:
+    tabulate runs' results.json, one row per run, then the seed statistics of every config run with
+    several seeds; ``--plot``: parameters against test accuracy, claims marked."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="run or sweep directories, or results.json files")
     parser.add_argument("--output", type=Path, help="write the tables here as well as to stdout")
+    parser.add_argument(
+        "--plot", type=Path, help="also draw parameters against test accuracy (mean, min–max over seeds) as this PNG"
+    )
     args = parser.parse_args(argv)
     results = collect_results(args.runs)
     if not results:
@@ -27,3 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     print(report, end="")
     if args.output:
         args.output.write_text(report)
+    if args.plot:
+        plot_records(results, args.plot)
+        print(f"plot: {args.plot}")

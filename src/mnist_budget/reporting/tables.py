@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mnist_budget.files import write_atomically
+from mnist_budget.reporting.plots import number, plot_accuracy_ranges
 from mnist_budget.reporting.results import FAILURE_FILE, final_val_acc
 
 
@@ -102,12 +105,14 @@ def config_key(result: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per config: test accuracy of every seed, mean, sample standard deviation, minimum, and the
-    median training seconds. Accuracies are fractions, as in results.json."""
+def seed_statistics(
+    results: list[dict[str, Any]], key: Callable[[dict[str, Any]], tuple[str, ...]] = config_key
+) -> list[dict[str, Any]]:
+    """Per config (``key``: what makes runs the same config): test accuracy of every seed, mean, sample
+    standard deviation, minimum, and the median training seconds. Accuracies are fractions, as in results.json."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for result in results:
-        groups.setdefault(config_key(result), []).append(result)
+        groups.setdefault(key(result), []).append(result)
     rows = []
     for (experiment, overrides, hardware, precision, scored), runs in groups.items():
         runs = sorted(runs, key=lambda r: r.get("seed", 0))
@@ -126,6 +131,8 @@ def seed_statistics(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "mean": statistics.fmean(accs),
                 "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                 "min": min(accs),
+                "max": max(accs),
+                "claim": runs[0].get("claim"),
                 "median_train_seconds": statistics.median(r["train_seconds"] for r in runs),
             }
         )
@@ -254,3 +261,62 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     )
     markdown += markdown_table([(h, "l") for h in header], rows)
     write_atomically(sweep_dir / "summary.md", markdown)
+    write_sweep_plot(sweep_dir)
+
+
+def claimed_accuracy(claim: str | None) -> float | None:
+    """The first percentage a published claim states (``"99.54 % best, ..."`` -> 99.54), or None."""
+    found = re.search(r"(\d+(?:\.\d+)?)\s*%", claim or "")
+    return float(found.group(1)) if found else None
+
+
+def across_hardware(result: dict[str, Any]) -> tuple[str, ...]:
+    """``config_key`` without the hardware and precision: a recipe's seeds wherever they ran."""
+    experiment, overrides, _, _, scored = config_key(result)
+    return experiment, overrides, "", "", scored
+
+
+def plot_records(results: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """Parameters against test accuracy (mean, min–max over the seeds) of each recipe, its claim marked;
+    returns the points drawn (accuracies in %)."""
+    groups = [
+        {
+            "label": f"{row['experiment']} ({len(row['seeds'])} seeds)",
+            "x": row["params"],
+            "mean": 100 * row["mean"],
+            "min": 100 * row["min"],
+            "max": 100 * row["max"],
+            "claim": claimed_accuracy(row["claim"]),
+        }
+        for row in seed_statistics(results, key=across_hardware)
+    ]
+    plot_accuracy_ranges(
+        [("parameters", groups)],
+        path,
+        "Records and references: test accuracy over seeds against parameters",
+        "published claim or target (the first figure it states)",
+    )
+    return groups
+
+
+def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    """summary.png: test accuracy (mean, min–max over the jobs) against each swept key but the seed;
+    returns the panels drawn (none before a job has finished)."""
+    finished = [job for job in sweep_jobs(sweep_dir) if job["status"] == "ok"]
+    axes = [axis for axis in varying_overrides(finished) if axis.lstrip("+~") != "seed"]
+    if not finished or not axes:
+        return []
+    panels = []
+    for axis in axes:
+        by_value: dict[str, list[float]] = {}
+        for job in finished:
+            value = dict(o.partition("=")[::2] for o in job.get("overrides", [])).get(axis, "")
+            by_value.setdefault(short_value(value), []).append(100 * job["test_acc"])
+        order = sorted(by_value, key=float) if all(number(v) is not None for v in by_value) else list(by_value)
+        groups = [
+            {"x": value, "mean": statistics.fmean(accs), "min": min(accs), "max": max(accs), "label": f"n={len(accs)}"}
+            for value, accs in ((value, by_value[value]) for value in order)
+        ]
+        panels.append((axis, groups))
+    plot_accuracy_ranges(panels, sweep_dir / "summary.png", f"Sweep {sweep_dir.name}: test accuracy by swept key")
+    return panels

@@ -32,6 +32,8 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_budget.data.sets import check_mnist_files, dataset_name, raw_folder
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.inference.inputs import find_inputs
+from mnist_budget.inference.web import check_runtime
+from mnist_budget.reporting.model_card import card_problem
 from mnist_budget.rules import (
     check_config,
     check_export_format,
@@ -203,8 +205,15 @@ def check_predict(cfg: DictConfig, run_dir: Path) -> None:
 def check_export(cfg: DictConfig, run_dir: Path) -> None:
     required(cfg, "ckpt_path", "a .ckpt from a run's checkpoints/")
     check_export_format(str(cfg.format))
+    web = str(cfg.format) == "web"
     if cfg.get("output"):
-        check_writable("output", Path(str(cfg.output)))
+        output = Path(str(cfg.output))
+        check_writable("output", output, folder=web)
+        problem = card_problem(output if web else output.parent)
+        if problem:
+            raise UserError(f"output={output}: {problem}, which the model card would replace: choose another output")
+    if web:
+        check_runtime(str(cfg.data.data_dir), str(cfg.web.ort_version), str(cfg.web.registry))
     if cfg.get("verify", True):
         positive_number(cfg, "tolerance", "the largest logit difference accepted")
         check_data_files(cfg)

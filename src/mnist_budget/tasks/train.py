@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from mnist_budget.checkpoints import resume_from
+from mnist_budget.data.sets import dataset_name
 from mnist_budget.hardware import RunSettings, describe, hardware_line, run_settings
+from mnist_budget.reporting.model_card import write_card
 from mnist_budget.reporting.plots import plot_history, write_test_figures
 from mnist_budget.reporting.results import final_val_acc, test_set_scores, write_results
 from mnist_budget.rules import check_config
@@ -152,8 +155,18 @@ def train_results(
         "global_batch_size": cfg.data.batch_size * trainer.world_size,
         "tags": list(cfg.get("tags") or []),
         "chance_level": metrics["test/acc"] < CHANCE_LEVEL,
+        "dataset": dataset_name(cfg),
+        "val_size": cfg.data.get("val_size"),
+        "extra_train": cfg.data.get("extra_train") is not None,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "history": epochs,
     }
+
+
+def checkpoint_folders(trainer: L.Trainer) -> list[Path]:
+    """The folders the run's checkpoints were written to."""
+    folders = {Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
+    return sorted(folder for folder in folders if folder.is_dir())
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -208,6 +221,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             100 * metrics["test/acc"],
         )
     write_results(output_dir / "results.json", results)
+    for folder in checkpoint_folders(trainer):  # the model card beside the checkpoints it describes
+        write_card(folder, results, results_path=output_dir / "results.json")
     if epochs:
         plot_history(epochs, output_dir / "training_metrics.png")
     log.info(
