@@ -193,3 +193,14 @@ def test_ddp_shards_are_disjoint_cover_the_split_and_reshuffle(world_size):
     assert not torch.equal(seen_by_epoch[0], seen_by_epoch[1])  # a new order every epoch
     single = torch.cat(list(EpochBatches(size, 64, True, 7, lambda: 1)))
     assert sorted(single.tolist()) == list(range(size))
+
+
+def test_splits_are_read_onto_the_device_as_floats_and_the_batches_index_them_there(small_root):
+    datamodule = MNISTDataModule(str(small_root), val_size=50, batch_size=64, download=False)
+    datamodule.load_splits("cpu")
+    images, labels = datamodule.splits["train"].tensors
+    assert images.dtype == torch.float32 and images.shape == (150, 1, 28, 28) and 0 <= images.min() <= images.max() <= 1
+    assert datamodule.load_seconds > 0
+    # A pass's order goes to the split's device once, so that no batch copies its indices there.
+    batches = EpochBatches(150, 64, True, 7, lambda: 0, device="meta")
+    assert [(batch.device.type, len(batch)) for batch in batches] == [("meta", 64), ("meta", 64), ("meta", 22)]

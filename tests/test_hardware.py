@@ -7,7 +7,14 @@ import torch
 
 from mnist_budget import hardware
 from mnist_budget.errors import UserError
-from mnist_budget.hardware import describe, device_type, hardware_line, resolve_layout, resolve_precision
+from mnist_budget.hardware import (
+    compile_mode,
+    describe,
+    device_type,
+    hardware_line,
+    resolve_layout,
+    resolve_precision,
+)
 
 
 @pytest.fixture
@@ -96,3 +103,25 @@ def test_flush_denormals_computes_denormal_floats_as_zero():
         assert bool((tiny * 1.0 > 0).all())
     finally:
         flush_denormals(True)  # the test process's setting (tests/conftest.py)
+
+
+@pytest.mark.parametrize(
+    ("mode", "cuda_graphs", "device", "expected"),
+    [
+        (None, False, "cuda", None),  # off by default
+        ("default", False, "cuda", "default"),
+        (None, True, "cuda", "reduce-overhead"),  # CUDA graphs through torch.compile
+        ("default", True, "cuda", "reduce-overhead"),
+        ("max-autotune", False, "cuda", "max-autotune-no-cudagraphs"),
+        ("max-autotune", True, "cuda", "max-autotune"),
+        (None, True, "cpu", "default"),  # no CUDA graphs on a CPU: the mode without them
+        ("max-autotune", True, "cpu", "max-autotune-no-cudagraphs"),
+    ],
+)
+def test_compile_settings_map_to_torch_compile_modes(mode, cuda_graphs, device, expected):
+    assert compile_mode(mode, cuda_graphs, device) == expected
+
+
+def test_unknown_compile_mode_is_a_user_error():
+    with pytest.raises(UserError, match=r"callbacks.compile.mode=fast is unknown"):
+        compile_mode("fast", False, "cuda")

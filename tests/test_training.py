@@ -200,3 +200,19 @@ def test_the_progress_bar_shows_on_a_terminal_only(make_cfg, show, bars):
 
     trainer = build_trainer(make_cfg(f"callbacks.progress_bar.show={show}"))  # pytest's stderr is no terminal
     assert sum(isinstance(cb, ProgressBar) for cb in trainer.callbacks) == bars
+
+
+@pytest.mark.slow  # a real short run, its network traced by torch.compile
+def test_a_compiled_network_trains_and_its_checkpoint_loads_into_a_plain_one(make_cfg, tmp_path):
+    from torch._dynamo.utils import counters
+
+    from mnist_budget.checkpoints import load_network
+
+    counters.clear()
+    cfg = make_cfg(*SHORT, "trainer.max_epochs=1", "callbacks.compile.mode=default", "callbacks.compile.backend=eager")
+    train(cfg)
+    assert counters["stats"]["unique_graphs"] >= 1  # torch.compile traced the network
+    # Compiled in place: the weights keep their names, so the checkpoint is a plain network's.
+    net, _ = load_network(tmp_path / "checkpoints" / "last.ckpt")
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1

@@ -26,6 +26,8 @@ BAD_VALUES = [
     ("data.batch_size=0", "data.batch_size=0 is invalid: it must be a positive integer"),
     ("seed=abc", "seed='abc' is invalid: it must be an integer"),
     ("model.budget=0", "model.budget=0 is invalid"),
+    ("callbacks.compile.mode=fast", "callbacks.compile.mode='fast' is invalid: it must be null (no compile) or one of"),
+    ("callbacks.compile.backend=tvm", "callbacks.compile.backend='tvm' is invalid: it must be one of inductor"),
     (
         "callbacks=[default,early_stopping]",
         "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch",

@@ -103,6 +103,24 @@ def resolve_layout(requested: str, device: str) -> str:
     return requested
 
 
+def compile_mode(mode: str | None, cuda_graphs: bool, device: str) -> str | None:
+    """torch.compile's ``mode`` for ``callbacks.compile`` (``mode``, ``cuda_graphs``) on ``device``;
+    ``None``: the network is not compiled.
+
+    CUDA graphs come through torch.compile: ``reduce-overhead`` is its default mode with them and
+    ``max-autotune`` its autotuned mode with them (``max-autotune-no-cudagraphs`` without). A device
+    other than a CUDA GPU has no CUDA graphs, so there the switch keeps the mode and drops the graphs.
+    """
+    if mode is None and not cuda_graphs:
+        return None
+    graphs = cuda_graphs and device == "cuda"
+    if mode in (None, "default"):
+        return "reduce-overhead" if graphs else "default"
+    if mode == "max-autotune":
+        return "max-autotune" if graphs else "max-autotune-no-cudagraphs"
+    raise UserError(f"callbacks.compile.mode={mode} is unknown: use null (no compile), default or max-autotune")
+
+
 @cache
 def cpu_model() -> str:
     """The CPU's marketing name (Linux: /proc/cpuinfo, elsewhere what the platform module knows)."""

@@ -44,6 +44,11 @@ PRECISIONS = (
 )
 
 TRAIN_SIZE = 60_000  # images in MNIST's (and Fashion-MNIST's) official training set
+# callbacks.compile (mnist_budget.training.callbacks.Compile): the modes it takes (null: no compile
+# unless cuda_graphs asks for one) and the torch.compile backends (eager and aot_eager: tracing only,
+# a quick check that the network compiles).
+COMPILE_MODES = ("default", "max-autotune")
+COMPILE_BACKENDS = ("inductor", "eager", "aot_eager")
 EXPORT_FORMATS = ("onnx", "pt2", "web")  # task=export's format (mnist_budget.inference.export, .web)
 SERVE_BACKENDS = ("torch", "onnx")  # task=serve's backend (mnist_budget.inference.serving)
 
@@ -89,6 +94,13 @@ RULES = (
     Rule("tta", lambda v: isinstance(v, bool), "true or false"),
     Rule("eval_tta", lambda v: isinstance(v, bool), "true or false"),
     Rule("callbacks.ema.decay", lambda v: is_number(v, lambda x: 0 < x < 1), "in (0, 1)"),
+    Rule(
+        "callbacks.compile.mode",
+        lambda v: v in COMPILE_MODES,
+        f"null (no compile) or one of {', '.join(COMPILE_MODES)}",
+    ),
+    Rule("callbacks.compile.cuda_graphs", lambda v: isinstance(v, bool), "true or false"),
+    Rule("callbacks.compile.backend", lambda v: v in COMPILE_BACKENDS, f"one of {', '.join(COMPILE_BACKENDS)}"),
     Rule("callbacks.early_stopping.stopping_threshold", lambda v: is_number(v, lambda x: 0 < x <= 1), "in (0, 1]"),
 )
 

@@ -43,7 +43,11 @@ class RandomShiftRotate(nn.Module):
         options = {"device": images.device, "dtype": images.dtype}
         angle = torch.empty(n, **options).uniform_(-self.degrees, self.degrees) * (math.pi / 180)
         # affine_grid works in [-1, 1] coordinates, so a shift of a fraction f of the size is 2f.
-        shift = torch.empty(n, 2, **options).uniform_(-1, 1) * torch.tensor(self.translate, **options) * 2
+        # Scaled by Python numbers: a tensor of them made on a GPU is a copy that waits for the GPU.
+        shift = torch.empty(n, 2, **options).uniform_(-1, 1)
+        shift[:, 0] *= self.translate[0]
+        shift[:, 1] *= self.translate[1]
+        shift *= 2
         cos, sin = angle.cos(), angle.sin()
         if self.aspect > 1:  # widths scaled by a log-uniform factor in [1/aspect, aspect]: x reads x / factor
             narrow = torch.empty(n, **options).uniform_(-1, 1).mul_(math.log(self.aspect)).exp_()

@@ -40,7 +40,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from mnist_budget.checkpoints import load_checkpoint
 from mnist_budget.errors import Interrupted, UserError
 from mnist_budget.files import atomic_write
-from mnist_budget.hardware import resolve_layout
+from mnist_budget.hardware import compile_mode, resolve_layout
 from mnist_budget.models import check_budget
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,32 @@ class MemoryFormat(Callback):
         self.layout = resolve_layout(self.requested, trainer.strategy.root_device.type)
         if self.layout == "channels_last":
             pl_module.to(memory_format=torch.channels_last)
+
+
+class Compile(Callback):
+    """Compiles the network with torch.compile before its first step, in place (``nn.Module.compile``:
+    its parameters, their names and so checkpoints stay as they are).
+
+    ``mode``: ``None`` (no compile), ``default`` or ``max-autotune``; ``cuda_graphs``: also capture
+    CUDA graphs, which torch.compile does as its ``reduce-overhead`` mode (``max-autotune`` with
+    ``max-autotune``; ``mnist_budget.hardware.compile_mode``); ``backend``: torch.compile's, where
+    ``eager`` only traces (a quick check that the network compiles). Compilation happens at the
+    first batch of each new shape or mode (training, evaluation), not here.
+    """
+
+    def __init__(self, mode: str | None = None, cuda_graphs: bool = False, backend: str = "inductor") -> None:
+        self.mode, self.cuda_graphs, self.backend = mode, bool(cuda_graphs), backend
+        self.compiled: str | None = None  # torch.compile's mode, once the network is compiled
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.compiled is not None:  # fit, then test: compiled once
+            return
+        mode = compile_mode(self.mode, self.cuda_graphs, trainer.strategy.root_device.type)
+        if mode is None:
+            return
+        pl_module.net.compile(mode=mode, backend=self.backend)
+        self.compiled = mode
+        log.info("torch.compile: mode %s, backend %s", mode, self.backend)
 
 
 class EpochHistory(Callback):

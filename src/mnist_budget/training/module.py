@@ -8,6 +8,7 @@ with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -181,19 +182,30 @@ class Classifier(L.LightningModule):
         except (ValueError, TypeError) as err:
             raise UserError(f"invalid optimizer settings in optim: {err} (fix the optim.* override)") from err
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.build_optimizer()
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The schedule from ``optim.scheduler`` (``None``: none), stepped every ``optim.interval``
+        (step or epoch); ``total_steps()``: the optimiser steps of the whole run, asked only by a
+        schedule that needs them."""
         scheduler_cfg = self.hparams.optim.get("scheduler")
         if not scheduler_cfg:
-            return {"optimizer": optimizer}
+            return None
         make_scheduler = instantiate(scheduler_cfg)
         extra: dict[str, Any] = {}
         parameters = inspect.signature(make_scheduler.func).parameters
         if "total_steps" in parameters:
-            # Per-step schedules such as OneCycleLR span exactly the run that Lightning will do.
-            extra["total_steps"] = total_steps = int(self.trainer.estimated_stepping_batches)
-            if "pct_start" in parameters and total_steps >= 2:
-                extra["pct_start"] = fit_warmup_share(make_scheduler.keywords.get("pct_start", 0.3), total_steps)
-        scheduler = make_scheduler(optimizer, **extra)
+            # Per-step schedules such as OneCycleLR span exactly the run.
+            extra["total_steps"] = steps = total_steps()
+            if "pct_start" in parameters and steps >= 2:
+                extra["pct_start"] = fit_warmup_share(make_scheduler.keywords.get("pct_start", 0.3), steps)
+        return make_scheduler(optimizer, **extra)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.build_optimizer()
+        # Lightning knows the run's length: epochs x batches per epoch (limits included).
+        scheduler = self.build_scheduler(optimizer, lambda: int(self.trainer.estimated_stepping_batches))
+        if scheduler is None:
+            return {"optimizer": optimizer}
         interval = self.hparams.optim.get("interval", "epoch")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
