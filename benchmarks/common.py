@@ -121,21 +121,30 @@ def plain_loop_rate(
     *,
     channels_last: bool,
     bf16: bool,
-    compile_: bool = False,
+    compile_: bool | str = False,
     warmup: int = WARMUP,
     steps: int = STEPS,
+    schedule_steps: int | None = None,
+    backend: str = "inductor",
 ) -> float:
     """Images/s of a hand-written training loop (no Lightning) over ``batches`` of raw images and
     labels: ``warmup`` batches untimed, then ``steps`` timed ones.
 
     ``prepare`` augments and normalises a batch; the levers match the project's: channels-last
-    layout, bf16 autocast, and (optionally) torch.compile.
+    layout, bf16 autocast, and (optionally) torch.compile (``compile_``: True for its default mode,
+    or a torch.compile mode; ``backend``: torch.compile's), in place as ``callbacks.compile`` does.
+    ``schedule_steps``: the optimiser steps of the whole run, for which the config's learning-rate
+    schedule is built and stepped after every step, as the project's per-step schedules are (None:
+    the optimiser's constant learning rate).
     """
     device = next(module.parameters()).device
     if channels_last:
         module.to(memory_format=torch.channels_last)
-    forward = torch.compile(module.net) if compile_ else module.net
+    if compile_:
+        module.net.compile(mode="default" if compile_ is True else compile_, backend=backend)
+    forward = module.net
     optimizer = module.build_optimizer()
+    scheduler = module.build_scheduler(optimizer, lambda: schedule_steps) if schedule_steps else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     images_seen = 0
     for i, (images, labels) in enumerate(batches):
@@ -150,6 +159,8 @@ def plain_loop_rate(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         images_seen += len(labels)
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -173,10 +184,8 @@ def default_device() -> torch.device:
 
 
 def load_on_device(datamodule) -> None:
-    """Set the datamodule up outside a trainer, its splits on the GPU when there is one (as trainer=gpu does)."""
-    datamodule.setup()
-    for split in datamodule.splits.values():
-        split.tensors = tuple(tensor.to(default_device()) for tensor in split.tensors)
+    """Set the datamodule up outside a trainer, its splits on the GPU when there is one (as a run there does)."""
+    datamodule.load_splits(default_device())
 
 
 def training_flops_per_image(cfg: DictConfig, batch: int = 64) -> float:

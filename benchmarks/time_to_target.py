@@ -28,6 +28,7 @@ from common import argument_parser, compute_note, device_note, project_config
 from mnist_budget.inference.classify import mean_probabilities
 from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.module import Classifier
+from speed_probe import synchronized_clock
 
 TARGET = 0.994
 SMOKE_OVERRIDES = (
@@ -36,12 +37,6 @@ SMOKE_OVERRIDES = (
     "trainer.limit_val_batches=1",
     "trainer.num_sanity_val_steps=0",
 )
-
-
-def synchronized_clock() -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 class TestEveryEpoch(Callback):
