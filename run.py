@@ -40,6 +40,20 @@ def config_error(err: BaseException) -> UserError | None:
     )
 
 
+def scheduler_error(err: BaseException) -> UserError | None:
+    """submitit's end of a job that SLURM's time limit stopped once more than it may requeue it."""
+    if type(err).__name__ != "UncompletedJobError" or "timed-out too many times" not in str(err):
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    launcher = HydraConfig.get().launcher
+    return UserError(
+        f"stopped by SLURM's time limit (hydra.launcher.timeout_min={launcher.get('timeout_min')}) once more than "
+        f"hydra.launcher.max_num_timeout={launcher.get('max_num_timeout')} requeues allow; last.ckpt is saved: raise "
+        "either, and run the sweep again with ckpt_path=auto to resume it"
+    )
+
+
 def show_tracebacks() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
@@ -71,7 +85,7 @@ def main(cfg: DictConfig) -> float:
     # Imported here, not at the top: torch takes a second or more to load, and --help, --cfg and
     # the preflight's refusals answer without it.
     from mnist_budget.hardware import flush_denormals, in_multirun, set_threads
-    from mnist_budget.reporting.sweep import record_failure, update_summary
+    from mnist_budget.reporting.sweep import clear_failure, record_failure, update_summary
     from mnist_budget.tasks import task_function
 
     run_task = task_function(cfg)
@@ -86,7 +100,7 @@ def main(cfg: DictConfig) -> float:
         print(err, file=sys.stderr)
         sys.exit(err.exit_code)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
-        user_error = find_user_error(err) or config_error(err)
+        user_error = find_user_error(err) or config_error(err) or scheduler_error(err)
         if show_tracebacks() or not (user_error or in_multirun()):
             raise
         message = str(user_error) if user_error else f"{type(err).__name__}: {first_line(err)}"
@@ -97,6 +111,7 @@ def main(cfg: DictConfig) -> float:
         update_summary()
         raise JobFailed(message) from None  # Hydra marks the job failed; Optuna records a failed trial
     if in_multirun():
+        clear_failure(Path(cfg.paths.output_dir))
         update_summary()
     return metrics.get(cfg.optimized_metric, float("nan"))
 

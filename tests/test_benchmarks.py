@@ -199,3 +199,15 @@ def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> Non
         r"p50 [\d.]+ ms, p99 [\d.]+ ms, 0 errors of 10, server memory [+-][\d.]+ MB",
         out,
     ), out
+
+
+@pytest.mark.parametrize("what", ["pruners", "workers"])
+def test_search(bench_env: Path, capsys: pytest.CaptureFixture[str], what: str) -> None:
+    load_benchmark("search").main([what, "--smoke", "--pruners", "none,median"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    if what == "pruners":
+        assert [row.split(" | ")[0] for row in rows] == ["| none", "| median"]
+        assert all(re.search(r"\| 2 \(\d\) \| \d+ \| \d+ \| [\d.]+ % \|", row) for row in rows), out
+    else:
+        assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2"] and all(row.endswith(" |") for row in rows), out

@@ -22,6 +22,7 @@ LAYERS = [
     {"inference"},
     {"training"},
     {"reporting"},
+    {"search"},
     {"tasks"},
 ]
 # Light on purpose (no torch, no Lightning): what the command line imports before its first refusal.

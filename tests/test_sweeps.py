@@ -1,5 +1,6 @@
-"""Sweeps on Hydra's own engines: a parallel (joblib) sweep, a local submitit sweep, an Optuna
-search in memory and one in SQLite that a second run continues, each ending with the sweep summary."""
+"""Sweeps on Hydra's own engines: a parallel (joblib) sweep, a local submitit sweep, and an Optuna
+search in SQLite that a second run continues, each ending with the sweep summary (more of the
+search: tests/test_search.py)."""
 
 from __future__ import annotations
 
@@ -110,14 +111,17 @@ def test_optuna_search_in_sqlite_continues_and_records_failed_trials(mnist_root,
     logs = tmp_path / "outputs"
     common = (
         "hparams_search=optuna_sqlite",
-        "hydra.sweeper.n_trials=2",
         f"paths.log_dir={logs}",
         "hydra.sweeper.params={optim.lr:'choice(0.1,-1.0)'}",
         *FAST,
     )  # a bad lr makes some trials fail
-    for attempt in ("first", "second"):
+    for attempt, total in (("first", 2), ("second", 4)):  # n_trials is the study's total: the second run adds 2
         result = run_cli(
-            *common, f"hydra.sweep.dir={tmp_path / attempt}", data_dir=mnist_root, run_dir=tmp_path / "unused"
+            *common,
+            f"hydra.sweeper.n_trials={total}",
+            f"hydra.sweep.dir={tmp_path / attempt}",
+            data_dir=mnist_root,
+            run_dir=tmp_path / "unused",
         )
         assert (tmp_path / attempt / "summary.csv").is_file(), result.stderr[-3000:]
     database = logs / "optuna" / "mnist_budget.db"

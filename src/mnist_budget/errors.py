@@ -32,6 +32,7 @@ class Interrupted(Exception):
     """A run stopped by a signal (SIGTERM, Ctrl-C): the message is the one line that says where it
     stopped and how to resume; ``run.py`` prints it and exits with ``exit_code`` (128 + the signal)."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, where: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.where = where or message  # where it stopped, without the command (a search resumes by itself)

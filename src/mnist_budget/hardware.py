@@ -182,6 +182,10 @@ def in_multirun() -> bool:
 
 
 def available_cores() -> int:
+    """The cores this process may use: a SLURM job's CPUs (``SLURM_CPUS_PER_TASK``, which a cluster
+    without CPU binding does not enforce), else the process's CPU affinity."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -208,11 +212,17 @@ def set_threads(requested: int | str, trainer: Any) -> int:
     (parallel sweep jobs, CPU DDP processes); a number is used as is. Processes that each start one
     thread per core fight over the cores (docs/scale-out.md, "Parallel jobs on one machine")."""
     if str(requested) == "auto":
-        processes = parallel_jobs() * cpu_processes(trainer)
-        if processes == 1:
-            return torch.get_num_threads()  # torch's default: one per core
-        threads = max(1, available_cores() // processes)
+        threads = max(1, available_cores() // (parallel_jobs() * processes_per_task(trainer)))
     else:
         threads = int(requested)
-    torch.set_num_threads(threads)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
     return threads
+
+
+def processes_per_task(trainer: Any) -> int:
+    """The training processes that share this process's cores: one per SLURM task when ``srun``
+    started several (each task is one DDP process with its own CPUs), else ``cpu_processes``."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return 1
+    return cpu_processes(trainer)

@@ -19,11 +19,19 @@ from mnist_budget.reporting.results import FAILURE_FILE
 from mnist_budget.reporting.tables import write_sweep_summary
 
 
-def record_failure(output_dir: Path, error: str, status: str = "failed") -> None:
-    """failure.json in the job's folder: the summary lists the job as failed (or interrupted) with its line."""
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+def record_failure(output_dir: Path, error: str, status: str = "failed", overrides: list[str] | None = None) -> None:
+    """failure.json in the job's (or trial's) folder: the summary lists it as failed, interrupted or
+    pruned, with its line. ``overrides``: the job's command-line overrides unless given."""
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     record = {"status": status, "error": error, "overrides": overrides}
     write_atomically(output_dir / FAILURE_FILE, json.dumps(record, indent=2) + "\n")
+
+
+def clear_failure(output_dir: Path) -> None:
+    """A job that ends well after an earlier attempt of it stopped (a requeued or resumed job): its
+    failure.json no longer holds."""
+    (output_dir / FAILURE_FILE).unlink(missing_ok=True)
 
 
 def update_summary() -> None:

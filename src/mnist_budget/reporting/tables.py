@@ -252,10 +252,10 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])
     write_atomically(sweep_dir / "summary.csv", text.getvalue())
-    failed = sum(row[-1].startswith("failed") for row in rows)
-    interrupted = sum(row[-1].startswith("interrupted") for row in rows)
+    counts = {status: sum(row[-1].startswith(status) for row in rows) for status in ("failed", "interrupted", "pruned")}
+    ended = ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "pruned")
     markdown = (
-        f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {failed} failed, {interrupted} interrupted; (best): highest validation accuracy "
+        f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {ended}; (best): highest validation accuracy "
         f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
         f"`tensorboard --logdir {sweep_dir}` compares them in the HParams tab.\n\n"
     )

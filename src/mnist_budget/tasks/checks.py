@@ -20,6 +20,8 @@ from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.hardware import run_settings
 from mnist_budget.models import check_network
 
+SLURM_LAUNCHER = "mnist_budget_plugins.SlurmLauncher"
+
 
 def check_extra_train(cfg: DictConfig) -> None:
     """Build the extra training digits (``extra_train=fonts``: its own checks refuse bad settings;
@@ -35,6 +37,10 @@ def check_extra_train(cfg: DictConfig) -> None:
             f"data.extra_train cannot be built ({first_line(err.__cause__ or err).rstrip('.')}): fix the data.extra_train.* override"
         ) from err
     extra.check_fonts(str(cfg.data.data_dir))
+
+
+def runs_on_a_cluster(cfg: DictConfig) -> bool:
+    return str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")).endswith(SLURM_LAUNCHER)
 
 
 def check_trainer_arguments(names: list[str]) -> None:
@@ -67,8 +73,10 @@ def check_training(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
 
 def check_with_torch(cfg: DictConfig, run_dir: Path, multirun: bool, added_trainer_keys: list[str]) -> None:
     """What the preflight checks last: the device (``trainer=gpu`` without a GPU) and the memory
-    layout, the trainer keys the command line adds, then the task's network or checkpoint."""
-    run_settings(cfg)
+    layout (not for jobs that run on a cluster's nodes: this machine's devices do not matter), the
+    trainer keys the command line adds, then the task's network or checkpoint."""
+    if not runs_on_a_cluster(cfg):
+        run_settings(cfg)
     check_trainer_arguments(added_trainer_keys)
     task = str(cfg.task_name)
     if task == "train":

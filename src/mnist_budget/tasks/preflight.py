@@ -134,7 +134,7 @@ def composition_fix(message: str, overrides: list[str]) -> str:
 def check_study_name(cfg: DictConfig) -> None:
     """An Optuna study kept in a file needs a name: hparams_search=record takes the experiment's."""
     sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
-    if "study_name" in sweeper and sweeper.get("storage") and not sweeper.get("study_name"):
+    if "study_name" in sweeper and not sweeper.get("study_name"):
         raise UserError(
             "hydra.sweeper.study_name is empty (hparams_search=record names the study after the experiment): "
             "add experiment=record_20k, record_8k or record_4k, or hydra.sweeper.study_name=<name>"
@@ -170,6 +170,39 @@ def check_data_files(cfg: DictConfig) -> None:
     check_mnist_files(
         raw_folder(str(cfg.data.data_dir), name), download=bool(cfg.data.get("download", False)), name=name
     )
+
+
+SEARCH_SWEEPER = "hydra_plugins.mnist_budget_plugins.OptunaSearch"
+
+
+def check_search(cfg: DictConfig, overrides: list[str]) -> None:
+    """A search (hydra/sweeper=optuna_search): its space, counts and storage, before any trial."""
+    if OmegaConf.select(cfg, "hydra.sweeper._target_") != SEARCH_SWEEPER:
+        return
+    sweeps = [
+        o
+        for o, parsed in zip(overrides, OverridesParser.create().parse_overrides(overrides), strict=True)
+        if parsed.is_sweep_override()
+    ]
+    if sweeps and sweeps[0].lstrip("+").startswith("hydra.sweeper.params."):
+        key, _, value = sweeps[0].partition("=")
+        raise UserError(
+            f"{sweeps[0]} would make Hydra sweep over the search space itself: quote the range so that it stays text, "
+            f"inside the shell's quotes: '{key}=\"{value}\"'"
+        )
+    if sweeps:
+        raise UserError(
+            f"{sweeps[0]} sweeps inside a search: a search runs the trials of its space (hydra.sweeper.params in "
+            "conf/hparams_search/); give one value, or add the key to the space"
+        )
+    # Imported only for a search: Optuna is not needed by any other command.
+    from mnist_budget.search.space import check_space, parse_space
+    from mnist_budget.search.study import check_settings, settings_of
+
+    settings = settings_of(cfg.hydra.sweeper, str(cfg.hydra.sweep.dir))
+    space = parse_space(settings.params)
+    check_space(space, cfg)
+    check_settings(settings, space)
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -250,10 +283,12 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
     """Check a ``run.py`` command line before Hydra runs it; raise a UserError for the first problem."""
     if any(arg in OTHER_MODES or arg.startswith(("--config", "-c=")) for arg in argv):
         return
-    multirun = any(arg in ("-m", "--multirun") for arg in argv)
     overrides = [arg for arg in argv if not arg.startswith("-")]
     check_group_choices(overrides, conf_dir)
     cfg = compose_config(overrides, conf_dir)
+    multirun = (
+        any(arg in ("-m", "--multirun") for arg in argv) or str(OmegaConf.select(cfg, "hydra.mode")) == "MULTIRUN"
+    )
     setup_globals()  # Hydra's ${now:...} and ${hydra:...} resolvers, for the run folder's name
     HydraConfig.instance().set_config(cfg)
     run_key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -264,13 +299,26 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
             f"{run_key} cannot be resolved ({first_line(err).rstrip('.')}): fix the {run_key} override"
         ) from err
     check_writable(run_key, run_dir, folder=True)
+    check_search(cfg, overrides)
     check_run(cfg, run_dir, multirun, added_trainer_keys(overrides, conf_dir))
     make_sqlite_folders(cfg)
+
+
+def check_slurm_gpus(cfg: DictConfig) -> None:
+    """A GPU trainer on the SLURM launcher needs jobs that ask SLURM for GPUs."""
+    launcher = OmegaConf.select(cfg, "hydra.launcher") or {}
+    on_slurm = str(launcher.get("_target_", "")).endswith("mnist_budget_plugins.SlurmLauncher")
+    if on_slurm and str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not launcher.get("gpus_per_node"):
+        raise UserError(
+            f"trainer.accelerator={cfg.trainer.accelerator} on SLURM jobs that ask for no GPU "
+            "(hydra.launcher.gpus_per_node=0): use hydra/launcher=slurm_gpu, or set hydra.launcher.gpus_per_node"
+        )
 
 
 def check_run(cfg: DictConfig, run_dir: Path, multirun: bool = False, added_trainer_keys: list[str] = ()) -> None:
     """Every check of a composed config: first those that need no torch, then the rest."""
     check_config(cfg)
+    check_slurm_gpus(cfg)
     check_trackers(cfg)
     check_study_name(cfg)
     TASK_CHECKS.get(str(cfg.task_name), lambda *_: None)(cfg, run_dir)

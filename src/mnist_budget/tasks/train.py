@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
@@ -40,7 +41,14 @@ def run_overrides() -> list[str]:
     """The command-line overrides of this run (empty outside a Hydra run), for the seed and sweep reports."""
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    # A search worker's job sets its task_function (mnist_budget.search.sweeper): not the user's choice.
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("task_function=")]
+
+
+def recorded_overrides(cfg: DictConfig) -> list[str]:
+    """What results.json records as the run's overrides: the command line's, and a search trial's
+    values (``search_overrides``, set by mnist_budget.tasks.search)."""
+    return run_overrides() + list(cfg.get("search_overrides") or [])
 
 
 def compared_knobs(cfg: DictConfig, params: int, precision: str) -> dict[str, Any]:
@@ -147,7 +155,7 @@ def train_results(
         "best_checkpoint": best or None,
         "tested_checkpoint": tested or "last weights",
         "seed": cfg.seed,
-        "overrides": run_overrides(),
+        "overrides": recorded_overrides(cfg),
         "hardware": hardware,
         "precision": settings.precision,
         "memory_layout": settings.layout,
@@ -169,8 +177,9 @@ def checkpoint_folders(trainer: L.Trainer) -> list[Path]:
     return sorted(folder for folder in folders if folder.is_dir())
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test the final (or best) weights, write results.json and the figures; return the metrics."""
+def train(cfg: DictConfig, *callbacks: Callback) -> dict[str, float]:
+    """Fit, test the final (or best) weights, write results.json and the figures; return the metrics.
+    ``callbacks``: more for the Trainer (a search trial's pruning callback)."""
     check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
@@ -188,7 +197,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build_datamodule(cfg)
     budget, history, interruption = ParameterBudget(cfg.model.budget), EpochHistory(), Interruption()
     trainer = build_trainer(
-        cfg, budget, history, RandomState(), interruption, settings=settings, resume_step=resume_step
+        cfg, budget, history, RandomState(), interruption, *callbacks, settings=settings, resume_step=resume_step
     )
     train_seconds = fit(trainer, module, datamodule, ckpt_path, interruption, output_dir)
     # Copied now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.

@@ -405,8 +405,5 @@ def interruption_message(stopped: dict[str, Any], run_dir: Path, overrides: list
         where = "no checkpoint had been written yet: run the command again from the start"
         return Interrupted(f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}; {where}", 128 + number)
     saved = "saved" if stopped["saved_now"] else "the last periodic save"
-    return Interrupted(
-        f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}, {saved} at step {stopped['step']} in "
-        f"{stopped['checkpoint']}; resume with: {command}",
-        128 + number,
-    )
+    where = f"interrupted by {stopped['signal']} in epoch {stopped['epoch']}, {saved} at step {stopped['step']} in {stopped['checkpoint']}"
+    return Interrupted(f"{where}; resume with: {command}", 128 + number, where)
