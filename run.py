@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
@@ -44,8 +45,6 @@ def scheduler_error(err: BaseException) -> UserError | None:
     """submitit's end of a job that SLURM's time limit stopped once more than it may requeue it."""
     if type(err).__name__ != "UncompletedJobError" or "timed-out too many times" not in str(err):
         return None
-    from hydra.core.hydra_config import HydraConfig
-
     launcher = HydraConfig.get().launcher
     return UserError(
         f"stopped by SLURM's time limit (hydra.launcher.timeout_min={launcher.get('timeout_min')}) once more than "
@@ -86,19 +85,32 @@ def main(cfg: DictConfig) -> float:
     # the preflight's refusals answer without it.
     from mnist_budget.hardware import flush_denormals, in_multirun, set_threads
     from mnist_budget.reporting.sweep import clear_failure, record_failure, update_summary
+    from mnist_budget.stopping import STOP, request_stop, stopped_marker
     from mnist_budget.tasks import task_function
 
+    if in_multirun() and (STOP.is_set() or stopped_marker(HydraConfig.get().sweep.dir).exists()):
+        record_failure(
+            Path(cfg.paths.output_dir), "not started: the sweep was stopped before this job began", "interrupted"
+        )
+        update_summary()
+        return float("nan")
     run_task = task_function(cfg)
     flush_denormals(bool(cfg.flush_denormal))  # before the threads start (conf/config.yaml)
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
     try:
         metrics = run_task(cfg)
     except Interrupted as err:  # SIGTERM or Ctrl-C: the checkpoint is saved, the line says how to resume
-        if in_multirun():
-            record_failure(Path(cfg.paths.output_dir), str(err), status="interrupted")
-            update_summary()
         print(err, file=sys.stderr)
-        sys.exit(err.exit_code)
+        if not in_multirun():
+            sys.exit(err.exit_code)
+        record_failure(Path(cfg.paths.output_dir), str(err), status="interrupted")
+        update_summary()
+        if on_slurm():
+            sys.exit(err.exit_code)  # submitit has requeued the job (a time limit) or SLURM will (a pre-emption)
+        # On this machine the sweep stops: the jobs after this one do not start, and the command
+        # exits with the signal's code once the jobs in hand have saved (mnist_budget.stopping).
+        request_stop(err.exit_code - 128)
+        return float("nan")
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
         user_error = find_user_error(err) or config_error(err) or scheduler_error(err)
         if show_tracebacks() or not (user_error or in_multirun()):
@@ -116,6 +128,13 @@ def main(cfg: DictConfig) -> float:
     return metrics.get(cfg.optimized_metric, float("nan"))
 
 
+def on_slurm() -> bool:
+    """Whether this job runs as a SLURM job of the submitit launcher (which requeues it itself)."""
+    return "submitit" in str(HydraConfig.get().launcher.get("_target_", "")).lower() or "Slurm" in str(
+        HydraConfig.get().launcher.get("_target_", "")
+    )
+
+
 if __name__ == "__main__":
     try:
         preflight(sys.argv[1:], CONF_DIR)
@@ -124,3 +143,7 @@ if __name__ == "__main__":
             raise
         refuse(err)
     main()
+    from mnist_budget import stopping  # here, not at the top: joblib pickles main() with run.py's globals
+
+    if stopping.STOP.is_set():  # a sweep whose jobs ran in this process, stopped by a signal
+        sys.exit(stopping.exit_code())

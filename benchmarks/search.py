@@ -31,6 +31,7 @@ from common import ROOT, argument_parser, data_dir, device_note
 PRUNERS = {
     "none": None,
     "median": "{_target_: optuna.pruners.MedianPruner, n_startup_trials: 4, n_warmup_steps: 1}",
+    "median_epoch1": "{_target_: optuna.pruners.MedianPruner, n_startup_trials: 4, n_warmup_steps: 0}",
     "halving": "{_target_: optuna.pruners.SuccessiveHalvingPruner, min_resource: 1, reduction_factor: 2}",
     "hyperband": "{_target_: optuna.pruners.HyperbandPruner, min_resource: 1, max_resource: 4, reduction_factor: 2}",
 }

@@ -183,3 +183,48 @@ def test_summary_lists_an_interrupted_job_as_interrupted(tmp_path):
     rows = summary_rows(tmp_path)
     assert rows[1]["status"] == f"interrupted: {line}"
     assert "2 jobs, 0 failed, 1 interrupted" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_parallel_sweep_and_every_worker_and_the_sweep_resumes(mnist_root, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    jobs = ("hydra/launcher=parallel", "seed=1,2,3", "trainer.max_epochs=2", "trainer.limit_train_batches=400")
+    env = {**os.environ, "MNIST_BUDGET_DATA": str(mnist_root)}
+    command = [sys.executable, str(ROOT / "run.py"), "-m", *jobs, f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not all(
+        (sweep / job / "run.log").is_file() and "    1 |" in (sweep / job / "run.log").read_text() for job in "01"
+    ):
+        assert time.monotonic() < deadline, "the first two jobs never finished an epoch"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 143, stderr[-3000:]
+    while time.monotonic() - start < 30:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("a process of the sweep outlived it")
+    gone = time.monotonic() - start
+    rows = summary_rows(sweep)
+    assert [row["status"].split(":")[0] for row in rows] == ["interrupted"] * 3
+    assert "saved at step" in rows[0]["status"] and "not started" in rows[2]["status"]
+    assert all((sweep / job / "checkpoints" / "last.ckpt").is_file() for job in "01")
+    resumed = run_cli(
+        "-m", *jobs, f"hydra.sweep.dir={sweep}", "ckpt_path=auto", data_dir=mnist_root, run_dir=tmp_path / "x"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [row["status"] for row in summary_rows(sweep)] == ["ok"] * 3
+    print(f"\nSIGTERM to a parallel sweep: every process gone {gone:.1f} s later; resumed to the end")

@@ -1,5 +1,6 @@
-"""mnist-budget's Hydra plug-ins: the Optuna search as a sweeper (``hydra/sweeper=optuna_search``)
-and submitit's SLURM launcher with one-line refusals (``hydra/launcher=slurm``).
+"""mnist-budget's Hydra plug-ins: the Optuna search as a sweeper (``hydra/sweeper=optuna_search``),
+joblib's launcher that stops its workers when it is stopped (``hydra/launcher=parallel``), and
+submitit's SLURM launcher with one-line refusals (``hydra/launcher=slurm``).
 
 Hydra finds plug-ins only in the ``hydra_plugins`` namespace and imports every plug-in at each
 start, so this module stays light: the search (mnist_budget.search.sweeper) and submitit are
@@ -17,6 +18,7 @@ from typing import Any
 from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
+from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from omegaconf import DictConfig
 
@@ -72,3 +74,33 @@ def sbatch_refusal(message: str, params: Mapping[str, Any]) -> str:
         if fragment in reason.lower():
             return f"SLURM refused the jobs ({reason}) for hydra.launcher.{key}={params.get(key)}: {fix}"
     return f"SLURM refused the jobs ({reason}): fix the hydra.launcher.* settings (conf/hydra/launcher/slurm.yaml)"
+
+
+class ParallelLauncher(JoblibLauncher):
+    """joblib's launcher (hydra-joblib-launcher): SIGTERM to the command is passed on to the worker
+    processes, which save their runs at the step and are listed as interrupted; jobs that had not
+    started do not start (mnist_budget.stopping). The command then exits 143 (Ctrl-C: 130), with no
+    process left behind."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from mnist_budget.stopping import (  # stdlib only: light enough, but not needed at scan
+            STOP,
+            exit_code,
+            stoppable,
+        )
+
+        sweep_dir = str(self.config.hydra.sweep.dir)
+        try:
+            with stoppable(sweep_dir):
+                returns = super().launch(job_overrides, initial_job_idx)
+        except Exception:  # noqa: BLE001 - after a stop, a worker's way out is not an error to report
+            if not STOP.is_set():
+                raise
+        if STOP.is_set():
+            print(
+                f"sweep stopped: every job saved at its step or not started (summary: {sweep_dir}/summary.md); resume "
+                f"with the same command plus hydra.sweep.dir={sweep_dir} ckpt_path=auto",
+                file=sys.stderr,
+            )
+            sys.exit(exit_code())
+        return returns

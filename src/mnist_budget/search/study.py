@@ -44,15 +44,6 @@ PRUNED_AT = "pruned_at_epoch"  # a pruned trial's user attribute: the last epoch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs its own lines
 
-# Set by SIGTERM or Ctrl-C in a searching process: finish (or save) the trial in hand, ask for no more.
-STOP = threading.Event()
-STOP_SIGNAL: list[int] = []  # the signal that set STOP
-
-
-def request_stop(signum: int, frame: Any = None) -> None:
-    STOP_SIGNAL.append(signum)
-    STOP.set()
-
 
 @dataclass(frozen=True)
 class SearchSettings:

@@ -11,9 +11,7 @@ same command again continues the study (mnist_budget.search.study).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -28,43 +26,18 @@ from optuna.trial import TrialState
 from mnist_budget.search.report import report
 from mnist_budget.search.space import parse_space
 from mnist_budget.search.study import (
-    STOP,
-    STOP_SIGNAL,
     counts_toward_total,
     make_storage,
     open_study,
-    request_stop,
     retry_stale_and_interrupted,
     search_lock,
     settings_of,
 )
+from mnist_budget.stopping import STOP, exit_code, stoppable
 
 log = logging.getLogger(__name__)
 
 WORKER_TASK = "mnist_budget.tasks.search.run_trials"
-
-
-def child_processes(parent: int) -> list[int]:
-    """The processes ``parent`` started (Linux's /proc), but for joblib's resource tracker, which
-    cleans up after the workers and must outlive them."""
-    children = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"resource_tracker" not in command:
-            children.append(int(entry.name))
-    return children
-
-
-def pass_on_sigterm(signum: int, frame: Any) -> None:
-    """Stop asking for trials, and hand SIGTERM to the workers, which save their trials."""
-    request_stop(signum)
-    for pid in child_processes(os.getpid()):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
 
 
 class SearchSweeper(Sweeper):
@@ -101,17 +74,15 @@ class SearchSweeper(Sweeper):
             f", retrying trial(s) {', '.join(map(str, retried))}" if retried else "",
             settings.n_jobs,
         )
-        signal.signal(signal.SIGTERM, pass_on_sigterm)
-        signal.signal(signal.SIGINT, request_stop)  # the terminal sends Ctrl-C to the workers themselves
         jobs = [[*arguments, f"task_function={WORKER_TASK}"] for _ in range(settings.n_jobs)]
-        self.launcher.launch(jobs, initial_job_idx=0)
+        with stoppable(sweep_dir):
+            self.launcher.launch(jobs, initial_job_idx=0)
         for line in report(study, sweep_dir, arguments, settings.n_trials):
             log.info("%s", line)
         if STOP.is_set():
-            signum = STOP_SIGNAL[0] if STOP_SIGNAL else signal.SIGTERM
             print(
-                f"search stopped by {signal.Signals(signum).name}: the trials in hand were saved; run the same command "
-                "again to continue the study",
+                f"search stopped by {signal.Signals(exit_code() - 128).name}: the trials in hand were saved; run the "
+                "same command again to continue the study",
                 file=sys.stderr,
             )
-            sys.exit(128 + signum)
+            sys.exit(exit_code())

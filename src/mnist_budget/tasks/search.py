@@ -33,16 +33,15 @@ from mnist_budget.search.study import (
     INTERRUPTED,
     PRUNED_AT,
     RETRY_OF,
-    STOP,
     SearchSettings,
     heartbeat,
     make_storage,
     next_trial,
     open_study,
-    request_stop,
     settings_of,
     trial_folder,
 )
+from mnist_budget.stopping import STOP, request_stop
 from mnist_budget.tasks.train import recorded_overrides, train
 
 log = logging.getLogger(__name__)
