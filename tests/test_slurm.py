@@ -100,10 +100,14 @@ def test_a_sweep_of_two_jobs_runs_on_the_cluster_with_real_job_states(tmp_path, 
     assert all((sweep / job / "results.json").is_file() for job in ("0", "1"))
     assert (sweep / "summary.md").read_text().count("| ok |") == 2
     assert "Bypassing sacct error" not in result.stderr  # accounting answers: submitit reads real job states
-    job = array_task(sweep).split("_")[0]
-    states = subprocess.run(
-        ["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True, text=True
-    ).stdout.split()
+    job, deadline = array_task(sweep).split("_")[0], time.monotonic() + 120
+    while True:  # accounting records a job's end a moment after the job has ended
+        states = subprocess.run(
+            ["sacct", "-n", "-X", "-j", job, "-o", "State"], capture_output=True, text=True
+        ).stdout.split()
+        if states == ["COMPLETED", "COMPLETED"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert states == ["COMPLETED", "COMPLETED"]
 
 
@@ -146,7 +150,8 @@ def test_a_job_past_max_num_timeout_ends_with_its_reason_in_the_summary(tmp_path
     sweep = tmp_path / "sweep"
     limit = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=0")
     process = start_sweep(sweep, mnist_root, *ONE_CPU, *limit, "ckpt_path=auto", *LONG)
-    process.communicate(timeout=600)
+    output = process.communicate(timeout=600)[0]
+    assert (sweep / "summary.md").is_file(), output[-3000:]
     summary = (sweep / "summary.md").read_text()
     assert "stopped by SLURM's time limit" in summary and "max_num_timeout=0" in summary, summary
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file()

@@ -299,7 +299,8 @@ class Interruption(Callback):
     are ignored while the checkpoint is written, and the write is atomic
     (mnist_budget.training.callbacks), so a second Ctrl-C cannot corrupt it. A second Ctrl-C before the
     step ends, or one outside training (validation, test), stops at once: then ``last.ckpt`` is the
-    last periodic save.
+    last periodic save. A scheduler's warning never stops at once: it leaves time, so the run stops
+    after the next training step (after a validation in progress, too).
 
     A stop asked for in an epoch's last step waits for the epoch's end: a checkpoint between that
     step and the epoch's validation would resume by skipping both (see ``LastCheckpoint``). The
@@ -325,6 +326,12 @@ class Interruption(Callback):
 
     def _on_signal(self, trainer: L.Trainer) -> Any:
         def handler(signum: int, frame: Any) -> None:
+            if signum in self.WARNINGS and not self.requested:
+                # A scheduler's warning leaves time: wait for a training step's end, also when it
+                # comes during a validation (a requeued job would otherwise lose that epoch).
+                self.requested = signal.Signals(signum)
+                log.info("%s: stopping after the next training step to save it", self.requested.name)
+                return
             if self.requested or not trainer.training:
                 raise KeyboardInterrupt  # at once: no clean step end to wait for
             self.requested = signal.Signals(signum)
