@@ -220,8 +220,8 @@ def test_a_search_killed_mid_trial_resumes_with_exactly_the_asked_trials(tmp_pat
     sweep = tmp_path / "search"
     process = start_search(sweep, mnist_root, *SEARCH)
     wait_for(sweep / "trial_1" / ".heartbeat")
-    time.sleep(1.5)
-    os.killpg(process.pid, signal.SIGKILL)  # mid-trial: no save, no goodbye
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-trial (whichever trial runs now): no save, no goodbye
     process.wait(timeout=30)
     time.sleep(4)  # the dead trial's heartbeat goes stale
     rerun = start_search(sweep, mnist_root, *SEARCH)
@@ -229,13 +229,14 @@ def test_a_search_killed_mid_trial_resumes_with_exactly_the_asked_trials(tmp_pat
     assert rerun.returncode == 0, output[-3000:]
     trials = study_of(sweep).get_trials()
     killed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(killed) == 1 and killed[0].number == 1 and "no heartbeat" in killed[0].user_attrs[INTERRUPTED]
+    assert len(killed) == 1 and "no heartbeat" in killed[0].user_attrs[INTERRUPTED]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(done) == 3 and [t.user_attrs.get(RETRY_OF) for t in done].count(1) == 1
+    assert len(done) == 3 and [t.user_attrs.get(RETRY_OF) for t in done].count(killed[0].number) == 1
     params = [tuple(sorted(t.params.items())) for t in done]
     assert len(set(params)) == 3  # no trial run twice: the killed one's retry is its only repeat
     print(
-        f"\nkilled trial 1, retried as trial {next(t.number for t in done if t.user_attrs.get(RETRY_OF) == 1)}; 3 trials complete"
+        f"\nkilled trial {killed[0].number}, retried as trial "
+        f"{next(t.number for t in done if t.user_attrs.get(RETRY_OF) == killed[0].number)}; 3 trials complete"
     )
 
 
@@ -247,7 +248,7 @@ def test_sigterm_stops_every_worker_of_a_two_worker_search_and_the_command_resum
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=4",
         "trainer.max_epochs=2",
-        "trainer.limit_train_batches=200",
+        "trainer.limit_train_batches=600",
         "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1",
     )
@@ -264,7 +265,8 @@ def test_sigterm_stops_every_worker_of_a_two_worker_search_and_the_command_resum
     group_gone = time.monotonic() - start
     assert not group_alive(process.pid), "a process of the search outlived it"
     stopped = [t for t in study_of(sweep).get_trials() if INTERRUPTED in t.user_attrs]
-    assert len(stopped) == 2 and all(
+    # Each worker was training a trial (saved at its step) or, between two trials, asked for no more.
+    assert 1 <= len(stopped) <= 2 and all(
         (trial_folder(sweep, t.number) / "checkpoints" / "last.ckpt").is_file() for t in stopped
     )
     rerun = start_search(sweep, mnist_root, *workers)
@@ -274,8 +276,10 @@ def test_sigterm_stops_every_worker_of_a_two_worker_search_and_the_command_resum
     assert len(complete) == 4 and sorted(
         t.user_attrs.get(RETRY_OF) for t in complete if RETRY_OF in t.user_attrs
     ) == sorted(t.number for t in stopped)
-    assert output.count("(resuming ") == 2
-    print(f"\nSIGTERM: every process gone {group_gone:.1f} s after the signal; 2 trials saved and resumed, 4 complete")
+    assert output.count("(resuming ") == len(stopped)
+    print(
+        f"\nSIGTERM: every process gone {group_gone:.1f} s after the signal; {len(stopped)} trial(s) saved and resumed, 4 complete"
+    )
 
 
 def free_port() -> int:
