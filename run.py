@@ -41,15 +41,20 @@ def config_error(err: BaseException) -> UserError | None:
     )
 
 
-def scheduler_error(err: BaseException) -> UserError | None:
-    """submitit's end of a job that SLURM's time limit stopped once more than it may requeue it."""
+def scheduler_error(err: BaseException, run_dir: Path) -> UserError | None:
+    """submitit's end of a job that SLURM's time limit stopped once more than it may requeue it.
+    SLURM's warning may come before training has started (see ``signal_delay_s`` in
+    conf/hydra/launcher/slurm.yaml), so the line says whether there is a checkpoint to resume."""
     if type(err).__name__ != "UncompletedJobError" or "timed-out too many times" not in str(err):
         return None
     launcher = HydraConfig.get().launcher
+    saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    then = "last.ckpt is saved: raise either, and run the sweep again with ckpt_path=auto to resume it"
+    if not saved:
+        then = "it stopped before its first checkpoint: raise either, and run the sweep again"
     return UserError(
         f"stopped by SLURM's time limit (hydra.launcher.timeout_min={launcher.get('timeout_min')}) once more than "
-        f"hydra.launcher.max_num_timeout={launcher.get('max_num_timeout')} requeues allow; last.ckpt is saved: raise "
-        "either, and run the sweep again with ckpt_path=auto to resume it"
+        f"hydra.launcher.max_num_timeout={launcher.get('max_num_timeout')} requeues allow; {then}"
     )
 
 
@@ -79,13 +84,23 @@ def main(cfg: DictConfig) -> float:
     """Run the task; return ``optimized_metric`` (training) so that sweepers can optimise it.
 
     In a sweep a failed job writes failure.json (its error line) and raises JobFailed: Hydra marks
-    the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary.
+    the job failed (Optuna records a failed trial and goes on). Every job rewrites the sweep summary,
+    also when a scheduler stops it while it is still starting.
     """
+    try:
+        return run_job(cfg)
+    except Interrupted as err:  # SIGTERM or Ctrl-C: the checkpoint is saved, the line says how to resume
+        return interrupted(err, Path(cfg.paths.output_dir))
+    except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
+        failed(err, Path(cfg.paths.output_dir))
+
+
+def run_job(cfg: DictConfig) -> float:
     # Imported here, not at the top: torch takes a second or more to load, and --help, --cfg and
     # the preflight's refusals answer without it.
     from mnist_budget.hardware import flush_denormals, in_multirun, set_threads
     from mnist_budget.reporting.sweep import clear_failure, record_failure, update_summary
-    from mnist_budget.stopping import STOP, request_stop, stopped_marker
+    from mnist_budget.stopping import STOP, stopped_marker
     from mnist_budget.tasks import task_function
 
     if in_multirun() and (STOP.is_set() or stopped_marker(HydraConfig.get().sweep.dir).exists()):
@@ -97,35 +112,47 @@ def main(cfg: DictConfig) -> float:
     run_task = task_function(cfg)
     flush_denormals(bool(cfg.flush_denormal))  # before the threads start (conf/config.yaml)
     set_threads(cfg.get("threads", "auto"), cfg.trainer)
-    try:
-        metrics = run_task(cfg)
-    except Interrupted as err:  # SIGTERM or Ctrl-C: the checkpoint is saved, the line says how to resume
-        print(err, file=sys.stderr)
-        if not in_multirun():
-            sys.exit(err.exit_code)
-        record_failure(Path(cfg.paths.output_dir), str(err), status="interrupted")
-        update_summary()
-        if on_slurm():
-            sys.exit(err.exit_code)  # submitit has requeued the job (a time limit) or SLURM will (a pre-emption)
-        # On this machine the sweep stops: the jobs after this one do not start, and the command
-        # exits with the signal's code once the jobs in hand have saved (mnist_budget.stopping).
-        request_stop(err.exit_code - 128)
-        return float("nan")
-    except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
-        user_error = find_user_error(err) or config_error(err) or scheduler_error(err)
-        if show_tracebacks() or not (user_error or in_multirun()):
-            raise
-        message = str(user_error) if user_error else f"{type(err).__name__}: {first_line(err)}"
-        if not in_multirun():
-            refuse(user_error)
-        log_traceback(err)
-        record_failure(Path(cfg.paths.output_dir), message)
-        update_summary()
-        raise JobFailed(message) from None  # Hydra marks the job failed; Optuna records a failed trial
+    metrics = run_task(cfg)
     if in_multirun():
         clear_failure(Path(cfg.paths.output_dir))
         update_summary()
     return metrics.get(cfg.optimized_metric, float("nan"))
+
+
+def interrupted(err: Interrupted, run_dir: Path) -> float:
+    """A run stopped by a signal: its line, then in a sweep its summary row and what comes next."""
+    from mnist_budget.hardware import in_multirun
+    from mnist_budget.reporting.sweep import record_failure, update_summary
+    from mnist_budget.stopping import request_stop
+
+    print(err, file=sys.stderr)
+    if not in_multirun():
+        sys.exit(err.exit_code)
+    record_failure(run_dir, str(err), status="interrupted")
+    update_summary()
+    if on_slurm():
+        sys.exit(err.exit_code)  # submitit has requeued the job (a time limit) or SLURM will (a pre-emption)
+    # On this machine the sweep stops: the jobs after this one do not start, and the command
+    # exits with the signal's code once the jobs in hand have saved (mnist_budget.stopping).
+    request_stop(err.exit_code - 128)
+    return float("nan")
+
+
+def failed(err: Exception, run_dir: Path) -> None:
+    """A run that failed: one line (exit 2) on its own, or in a sweep a failed job with its reason."""
+    from mnist_budget.hardware import in_multirun
+    from mnist_budget.reporting.sweep import record_failure, update_summary
+
+    user_error = find_user_error(err) or config_error(err) or scheduler_error(err, run_dir)
+    if show_tracebacks() or not (user_error or in_multirun()):
+        raise err
+    message = str(user_error) if user_error else f"{type(err).__name__}: {first_line(err)}"
+    if not in_multirun():
+        refuse(user_error)
+    log_traceback(err)
+    record_failure(run_dir, message)
+    update_summary()
+    raise JobFailed(message) from None  # Hydra marks the job failed; Optuna records a failed trial
 
 
 def on_slurm() -> bool:

@@ -1,7 +1,7 @@
 """On a real SLURM cluster (cluster/slurm.sh start: one node, with accounting): a sweep of two jobs,
 a job requeued by `scontrol requeue` and one warned of its time limit, each resuming with
 ckpt_path=auto to the metrics of an uninterrupted run; a job past max_num_timeout ending with its
-reason; the search's workers as SLURM jobs; DDP across two SLURM tasks. `.ci/run` starts the
+reason; SLURM's own time-limit warning reaching a job; the search's workers as SLURM jobs; DDP across two SLURM tasks. `.ci/run` starts the
 cluster and stops it again; elsewhere these tests skip, saying how to start it."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from conftest import ROOT, run_cli
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 ONE_CPU = ("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "threads=1")
-# A run long enough for SLURM's time-limit warning to reach it (the warning may come up to half a
-# minute late): 12 epochs of 600 batches of 64 synthetic digits.
+# A run long enough to be stopped mid-way (the tests wait for its second epoch): 12 epochs of 600
+# batches of 64 synthetic digits.
 LONG = (
     "trainer.max_epochs=12",
     "trainer.limit_train_batches=600",
@@ -134,27 +134,60 @@ def test_a_job_requeued_by_scontrol_resumes_to_the_uninterrupted_metrics(tmp_pat
     assert history(sweep / "0") == uninterrupted
 
 
+# SLURM sends its time-limit warning "up to 60 seconds earlier than specified" (sbatch's --signal),
+# so a job of a one-minute limit may get it before training starts, or after a short run has ended.
+# The tests that need the warning mid-run give the job ten minutes and send it the same signal
+# themselves, through SLURM, once two epochs are done: submitit counts it as the time limit's
+# warning (under a ten-minute limit every warning is) and SLURM's own comes minutes later.
+WARNED = ("hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=40")
+
+
+def warn_mid_run(sweep: Path) -> None:
+    """SIGUSR2 through SLURM to the sweep's first job, as its time-limit warning is sent, after two epochs."""
+    job = array_task(sweep)
+    wait_for_text(sweep / "0" / "run.log", "    2 |")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+
+
 def test_a_job_warned_of_its_time_limit_saves_is_requeued_and_resumes(tmp_path, mnist_root, uninterrupted):
     sweep = tmp_path / "sweep"
-    limit = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=3")
+    limit = (*WARNED, "hydra.launcher.max_num_timeout=3")
     process = start_sweep(sweep, mnist_root, *ONE_CPU, *limit, "ckpt_path=auto", "seed=12345", *LONG)
-    job = array_task(sweep)
+    warn_mid_run(sweep)
     wait_for_text(sweep / "0" / "failure.json", "interrupted by SIGUSR2")
-    start_now(job)
+    start_now(array_task(sweep))
     output = process.communicate(timeout=900)[0]
     assert process.returncode == 0, output[-3000:]
+    assert "resuming" in (sweep / "0" / "run.log").read_text()
     assert history(sweep / "0") == uninterrupted
 
 
 def test_a_job_past_max_num_timeout_ends_with_its_reason_in_the_summary(tmp_path, mnist_root):
     sweep = tmp_path / "sweep"
-    limit = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=0")
-    process = start_sweep(sweep, mnist_root, *ONE_CPU, *limit, "ckpt_path=auto", *LONG)
+    process = start_sweep(sweep, mnist_root, *ONE_CPU, *WARNED, "hydra.launcher.max_num_timeout=0", *LONG)
+    warn_mid_run(sweep)
     output = process.communicate(timeout=600)[0]
     assert (sweep / "summary.md").is_file(), output[-3000:]
     summary = (sweep / "summary.md").read_text()
     assert "stopped by SLURM's time limit" in summary and "max_num_timeout=0" in summary, summary
+    assert "last.ckpt is saved" in summary, summary
     assert (sweep / "0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_slurms_own_time_limit_warning_reaches_the_job_and_the_summary_says_what_was_saved(tmp_path, mnist_root):
+    sweep = tmp_path / "sweep"
+    # The warning is due a minute into the job and may come from its start; the run outlasts the two
+    # minutes, so the warning comes first.
+    limit = ("hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=0")
+    longer = ("trainer.max_epochs=100", *(o for o in LONG if not o.startswith("trainer.max_epochs=")))
+    process = start_sweep(sweep, mnist_root, *ONE_CPU, *limit, *longer)
+    output = process.communicate(timeout=600)[0]
+    assert (sweep / "summary.md").is_file(), output[-3000:]
+    summary = (sweep / "summary.md").read_text()
+    assert "stopped by SLURM's time limit" in summary, summary
+    saved = (sweep / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert ("last.ckpt is saved" in summary) == saved, summary  # the warning may come before the first save
+    assert ("before its first checkpoint" in summary) == (not saved), summary
 
 
 def test_search_workers_run_as_slurm_jobs_on_one_study(tmp_path, mnist_root):
