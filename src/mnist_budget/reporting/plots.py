@@ -147,13 +147,23 @@ def draw_ranges(ax: plt.Axes, groups: list[dict[str, Any]], xlabel: str) -> None
         ax.set_xticks(xs, [str(group["x"]) for group in groups], rotation=30, ha="right")
     elif min(xs) > 0 and max(xs) / min(xs) >= 10:
         ax.set_xscale("log")
-    for x, group in zip(xs, groups, strict=True):
+    span = (max(xs) - min(xs)) or 1
+    previous = None  # the last label's x: a label close to it is lifted, so that the two do not overlap
+    for x, group in sorted(zip(xs, groups, strict=True), key=lambda pair: pair[0]):
         low, high = group["mean"] - group["min"], group["max"] - group["mean"]
         ax.errorbar(x, group["mean"], yerr=[[low], [high]], fmt="o", color="tab:blue", capsize=4)
         if group.get("label"):
+            near = previous is not None and ax.get_xscale() != "log" and (x - previous) / span < 0.08
+            top = max(group["max"], group.get("claim") or group["max"])  # above the bar and the claim's cross
             ax.annotate(
-                group["label"], (x, group["max"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+                group["label"],
+                (x, top),
+                textcoords="offset points",
+                xytext=(0, 18 if near else 6),
+                ha="center",
+                fontsize=7,
             )
+            previous = x
         if group.get("claim") is not None:
             ax.plot(x, group["claim"], "x", color="tab:red", markersize=8, markeredgewidth=2)
     ax.set(xlabel=xlabel, ylabel="test accuracy, official 10k (%)")
