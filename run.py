@@ -47,8 +47,10 @@ def scheduler_error(err: BaseException, run_dir: Path) -> UserError | None:
     conf/hydra/launcher/slurm.yaml), so the line says whether there is a checkpoint to resume."""
     if type(err).__name__ != "UncompletedJobError" or "timed-out too many times" not in str(err):
         return None
+    from mnist_budget.checkpoints import resolve_checkpoint_path  # loaded by the job already
+
     launcher = HydraConfig.get().launcher
-    saved = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    saved = resolve_checkpoint_path("auto", run_dir) is not None  # what ckpt_path=auto would resume
     then = "last.ckpt is saved: raise either, and run the sweep again with ckpt_path=auto to resume it"
     if not saved:
         then = "it stopped before its first checkpoint: raise either, and run the sweep again"
