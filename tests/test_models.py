@@ -12,22 +12,48 @@ from mnist_budget.models import count_parameters
 
 MODELS = group_options("model")
 
+# The classic exercise's rules, which every config in conf/model/ obeys (README.md, "Add a model"):
+# what a failure says, so that a newcomer's new config fails with the rule rather than a bare assert.
+RULES = (
+    "the classic exercise's rules apply to every model config in conf/model/ (README.md, 'Add a model'): "
+    "at most `budget` trainable parameters; at least one nn.BatchNorm2d, one nn.Dropout or nn.Dropout2d, "
+    "and one nn.AvgPool2d or nn.AdaptiveAvgPool2d (those exact classes, not subclasses; a dropout rate of 0 "
+    "counts); (N, 1, 28, 28) in, (N, 10) logits out"
+)
+# Each required part: the layer classes that count as it (compared by exact type).
+REQUIRED_LAYERS = {
+    "nn.BatchNorm2d": (nn.BatchNorm2d,),
+    "nn.Dropout or nn.Dropout2d": (nn.Dropout, nn.Dropout2d),
+    "nn.AvgPool2d or nn.AdaptiveAvgPool2d (average pooling)": (nn.AvgPool2d, nn.AdaptiveAvgPool2d),
+}
+
+
+def config_file(option: str) -> str:
+    return f"conf/model/{option}.yaml"
+
 
 @pytest.mark.parametrize("option", MODELS)
 def test_model_within_budget_with_bn_dropout_and_gap(make_cfg, option):
     cfg = make_cfg(f"model={option}")
     net = instantiate(cfg.model.net)
-    assert count_parameters(net) <= cfg.model.budget
+    params = count_parameters(net)
+    assert params <= cfg.model.budget, (
+        f"{config_file(option)}: {params:,} trainable parameters, over its budget of {cfg.model.budget:,}; {RULES}"
+    )
     kinds = {type(layer) for layer in net.modules()}
-    assert nn.BatchNorm2d in kinds
-    assert nn.Dropout in kinds or nn.Dropout2d in kinds
-    assert nn.AdaptiveAvgPool2d in kinds or nn.AvgPool2d in kinds
+    missing = [part for part, classes in REQUIRED_LAYERS.items() if not kinds.intersection(classes)]
+    assert not missing, (
+        f"{config_file(option)}: its network ({cfg.model.net._target_}) has no {'; no '.join(missing)}; {RULES}"
+    )
 
 
 @pytest.mark.parametrize("option", MODELS)
 def test_model_maps_a_batch_of_digits_to_ten_logits(make_cfg, option):
     net = instantiate(make_cfg(f"model={option}").model.net).eval()
-    assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    shape = tuple(net(torch.zeros(5, 1, 28, 28)).shape)
+    assert shape == (5, 10), (
+        f"{config_file(option)}: a batch of 5 digits gave logits of shape {shape}, not (5, 10); {RULES}"
+    )
 
 
 def test_gap_cnn_has_the_seed_parameter_count(make_cfg):
