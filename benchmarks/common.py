@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnist_budget.checkpoints import dataset_of, load_network
 from mnist_budget.hardware import describe, flush_denormals, hardware_line, run_settings
 from mnist_budget.models import build_network
+from mnist_budget.training.optim import build_optimizer, build_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,8 +144,8 @@ def plain_loop_rate(
     if compile_:
         module.net.compile(mode="default" if compile_ is True else compile_, backend=backend)
     forward = module.net
-    optimizer = module.build_optimizer()
-    scheduler = module.build_scheduler(optimizer, lambda: schedule_steps) if schedule_steps else None
+    optimizer = build_optimizer(module.hparams.optim, module.parameters())
+    scheduler = build_scheduler(module.hparams.optim, optimizer, lambda: schedule_steps) if schedule_steps else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     images_seen = 0
     for i, (images, labels) in enumerate(batches):

@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import Logger
 from conftest import group_options
 from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.module import Classifier
+from mnist_budget.training.optim import build_optimizer
 
 TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "trainer"]
 
@@ -21,7 +22,7 @@ TRAIN_GROUPS = ["data", "model", "optim", "augment", "callbacks", "logger", "tra
 def test_every_group_option_composes_and_builds(make_cfg, group, option):
     cfg = make_cfg(f"{group}={option}")
     module = Classifier.from_config(cfg)
-    assert isinstance(module.build_optimizer(), torch.optim.Optimizer)
+    assert isinstance(build_optimizer(module.hparams.optim, module.parameters()), torch.optim.Optimizer)
     datamodule = build_datamodule(cfg)
     assert datamodule.batch_size == cfg.data.batch_size
     for name, entry in (cfg.get("callbacks") or {}).items():

@@ -1,5 +1,5 @@
 """The model card: Hugging Face's form (a YAML header, then Markdown), generated from results.json, beside a
-run's checkpoints and every export, quoting its recipe's figures from docs/model-card-figures.yaml."""
+run's checkpoints and every export, quoting its recipe's figures from src/mnist_budget/reporting/model_card_figures.yaml."""
 
 from __future__ import annotations
 

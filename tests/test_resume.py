@@ -83,11 +83,3 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path, mnist_root):
     test_acc = [json.loads((run / "results.json").read_text())["test_acc"] for run in (full, killed)]
     assert test_acc[0] == test_acc[1]
     assert scalars(killed) == scalars(full)
-
-
-def test_the_private_lightning_members_resume_relies_on_exist():
-    # Lightning has no public API for them (src/mnist_budget/training/callbacks.py): fail here, not mid-run.
-    from mnist_budget.training.callbacks import LIGHTNING_PRIVATE
-
-    for owner, name in LIGHTNING_PRIVATE:
-        assert callable(getattr(owner, name, None)), f"Lightning no longer has {owner.__name__}.{name}"

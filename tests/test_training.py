@@ -163,7 +163,7 @@ def test_unknown_memory_layout_is_a_user_error(make_cfg):
 
 @pytest.mark.parametrize("total_steps", [2, 3, 5, 10, 100])
 def test_one_cycle_warmup_share_fits_short_runs(total_steps):
-    from mnist_budget.training.module import fit_warmup_share
+    from mnist_budget.training.optim import fit_warmup_share
 
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

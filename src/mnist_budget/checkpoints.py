@@ -162,13 +162,19 @@ def check_dataset(cfg: Any, hparams: dict[str, Any]) -> None:
         )
 
 
+def last_checkpoint_path(run_dir: Path) -> Path:
+    """Where a run folder keeps the checkpoint it resumes from (conf/callbacks/last_checkpoint.yaml
+    writes it there: ``${paths.output_dir}/checkpoints``, file ``last.ckpt``)."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
 def resolve_checkpoint_path(ckpt_path: str, output_dir: Path) -> Path | None:
     """``last`` means this run folder's ``checkpoints/last.ckpt`` (resuming in place); ``auto`` the
     same if it exists, else a fresh start (``None``: a job that a scheduler requeued resumes, a
     new one starts); a path is itself."""
     if ckpt_path not in ("last", "auto"):
         return Path(ckpt_path)
-    path = output_dir / "checkpoints" / "last.ckpt"
+    path = last_checkpoint_path(output_dir)
     if ckpt_path == "auto":
         return path if path.is_file() else None
     if not path.is_file():

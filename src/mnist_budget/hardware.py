@@ -17,9 +17,9 @@ from typing import Any, NamedTuple
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 
 from mnist_budget.errors import UserError
+from mnist_budget.rules import in_multirun
 
 AUTO = "auto"
 LAYOUTS = ("channels_last", "contiguous")
@@ -174,11 +174,6 @@ def run_settings(cfg: Any) -> RunSettings:
     memory_format = (cfg.get("callbacks") or {}).get("memory_format")
     layout = resolve_layout(memory_format.layout, device) if memory_format else "contiguous"
     return RunSettings(device, resolve_precision(cfg.trainer.precision, device), layout)
-
-
-def in_multirun() -> bool:
-    """Whether this process runs a job of a Hydra multirun (``-m``)."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def available_cores() -> int:

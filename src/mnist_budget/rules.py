@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.errors import UserError
@@ -51,6 +53,17 @@ COMPILE_MODES = ("default", "max-autotune")
 COMPILE_BACKENDS = ("inductor", "eager", "aot_eager")
 EXPORT_FORMATS = ("onnx", "pt2", "web")  # task=export's format (mnist_budget.inference.export, .web)
 SERVE_BACKENDS = ("torch", "onnx")  # task=serve's backend (mnist_budget.inference.serving)
+
+
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``: a sweep or a search)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def runs_on_slurm(launcher: Any) -> bool:
+    """Whether a Hydra launcher config (``hydra.launcher``) submits its jobs to SLURM: submitit's
+    SlurmLauncher or this project's subclass of it (conf/hydra/launcher/slurm.yaml, slurm_gpu.yaml)."""
+    return str((launcher or {}).get("_target_", "")).endswith("SlurmLauncher")
 
 
 def is_positive_int(value: object) -> bool:

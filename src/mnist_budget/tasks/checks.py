@@ -19,8 +19,8 @@ from mnist_budget.data.sets import dataset_name
 from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.hardware import run_settings
 from mnist_budget.models import check_network
-
-SLURM_LAUNCHER = "mnist_budget_plugins.SlurmLauncher"
+from mnist_budget.rules import runs_on_slurm
+from mnist_budget.training.optim import build_optimizer
 
 
 def check_extra_train(cfg: DictConfig) -> None:
@@ -37,10 +37,6 @@ def check_extra_train(cfg: DictConfig) -> None:
             f"data.extra_train cannot be built ({first_line(err.__cause__ or err).rstrip('.')}): fix the data.extra_train.* override"
         ) from err
     extra.check_fonts(str(cfg.data.data_dir))
-
-
-def runs_on_a_cluster(cfg: DictConfig) -> bool:
-    return str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")).endswith(SLURM_LAUNCHER)
 
 
 def check_trainer_arguments(names: list[str]) -> None:
@@ -60,9 +56,10 @@ def check_trainer_arguments(names: list[str]) -> None:
 
 
 def check_training(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """The network and the augmentation on a small batch, the extra training digits, and the
+    """The network and the augmentation on a small batch, the optimiser on the network, the extra training digits, and the
     checkpoint to resume (a sweep's jobs each have their own folder: ``ckpt_path`` is checked per job)."""
-    check_network(cfg.model.net, cfg.model.name, cfg.model.budget)
+    net = check_network(cfg.model.net, cfg.model.name, cfg.model.budget)
+    build_optimizer(OmegaConf.to_container(cfg.optim, resolve=True), net.parameters())
     if cfg.get("augment"):
         check_augment(cfg.augment)
     check_extra_train(cfg)
@@ -75,7 +72,7 @@ def check_with_torch(cfg: DictConfig, run_dir: Path, multirun: bool, added_train
     """What the preflight checks last: the device (``trainer=gpu`` without a GPU) and the memory
     layout (not for jobs that run on a cluster's nodes: this machine's devices do not matter), the
     trainer keys the command line adds, then the task's network or checkpoint."""
-    if not runs_on_a_cluster(cfg):
+    if not runs_on_slurm(OmegaConf.select(cfg, "hydra.launcher")):
         run_settings(cfg)
     check_trainer_arguments(added_trainer_keys)
     task = str(cfg.task_name)

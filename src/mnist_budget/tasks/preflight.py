@@ -42,6 +42,7 @@ from mnist_budget.rules import (
     positive_int,
     positive_number,
     required,
+    runs_on_slurm,
 )
 
 # Hydra flags after which the command does not train (or is not ours to check).
@@ -307,8 +308,11 @@ def preflight(argv: list[str], conf_dir: Path) -> None:
 def check_slurm_gpus(cfg: DictConfig) -> None:
     """A GPU trainer on the SLURM launcher needs jobs that ask SLURM for GPUs."""
     launcher = OmegaConf.select(cfg, "hydra.launcher") or {}
-    on_slurm = str(launcher.get("_target_", "")).endswith("mnist_budget_plugins.SlurmLauncher")
-    if on_slurm and str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") and not launcher.get("gpus_per_node"):
+    if (
+        runs_on_slurm(launcher)
+        and str(cfg.trainer.get("accelerator")) in ("gpu", "cuda")
+        and not launcher.get("gpus_per_node")
+    ):
         raise UserError(
             f"trainer.accelerator={cfg.trainer.accelerator} on SLURM jobs that ask for no GPU "
             "(hydra.launcher.gpus_per_node=0): use hydra/launcher=slurm_gpu, or set hydra.launcher.gpus_per_node"

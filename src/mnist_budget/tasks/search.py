@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import Trial, TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
+from mnist_budget.checkpoints import last_checkpoint_path
 from mnist_budget.errors import Interrupted, find_user_error, first_line
 from mnist_budget.reporting.sweep import record_failure, update_summary
 from mnist_budget.search.space import as_overrides, parse_space
@@ -57,9 +58,7 @@ def trial_config(cfg: DictConfig, trial: Trial, settings: SearchSettings) -> Dic
         trial_cfg.paths.output_dir = str(trial_folder(settings.sweep_dir, trial.number))
         trial_cfg.search_overrides = as_overrides(trial.params)
         retry_of = trial.user_attrs.get(RETRY_OF)
-        saved = (
-            trial_folder(settings.sweep_dir, retry_of) / "checkpoints" / "last.ckpt" if retry_of is not None else None
-        )
+        saved = last_checkpoint_path(trial_folder(settings.sweep_dir, retry_of)) if retry_of is not None else None
         trial_cfg.ckpt_path = str(saved) if saved is not None and saved.is_file() else None
     return trial_cfg
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from mnist_budget.hardware import RunSettings, describe, hardware_line, run_sett
 from mnist_budget.reporting.model_card import write_card
 from mnist_budget.reporting.plots import plot_history, write_test_figures
 from mnist_budget.reporting.results import final_val_acc, test_set_scores, write_results
-from mnist_budget.rules import check_config
 from mnist_budget.training.builders import build_datamodule, build_trainer
 from mnist_budget.training.callbacks import (
     EpochHistory,
@@ -102,17 +100,15 @@ def fit(
     ckpt_path: str | None,
     interruption: Interruption,
     output_dir: Path,
-) -> float:
-    """Train; return the seconds it took. A SIGTERM or Ctrl-C (``Interruption`` saved the step)
-    becomes ``Interrupted``, whose line says how to resume."""
-    start = time.perf_counter()
+) -> None:
+    """Train. A SIGTERM or Ctrl-C (``Interruption`` saved the step) becomes ``Interrupted``, whose
+    line says how to resume."""
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:  # Lightning's way out after SIGTERM or Ctrl-C
         if interruption.stopped is None:
             raise
         raise interruption_message(interruption.stopped, output_dir, run_overrides()) from None
-    return time.perf_counter() - start
 
 
 def tested_checkpoint(trainer: L.Trainer, test_checkpoint: str) -> tuple[str, str | None]:
@@ -180,7 +176,6 @@ def checkpoint_folders(trainer: L.Trainer) -> list[Path]:
 def train(cfg: DictConfig, *callbacks: Callback) -> dict[str, float]:
     """Fit, test the final (or best) weights, write results.json and the figures; return the metrics.
     ``callbacks``: more for the Trainer (a search trial's pruning callback)."""
-    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
     log.info("run folder: %s", output_dir)
@@ -192,16 +187,15 @@ def train(cfg: DictConfig, *callbacks: Callback) -> dict[str, float]:
     )
 
     module = Classifier.from_config(cfg)
-    module.build_optimizer()  # fail on a bad optimiser value now, not after loading data
     ckpt_path, resume_step = resume_from(cfg, module.hparams["model"], module.hparams["optim"])
     datamodule = build_datamodule(cfg)
     budget, history, interruption = ParameterBudget(cfg.model.budget), EpochHistory(), Interruption()
     trainer = build_trainer(
         cfg, budget, history, RandomState(), interruption, *callbacks, settings=settings, resume_step=resume_step
     )
-    train_seconds = fit(trainer, module, datamodule, ckpt_path, interruption, output_dir)
-    # Copied now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
-    epochs = list(history.history)
+    fit(trainer, module, datamodule, ckpt_path, interruption, output_dir)
+    # Read now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
+    epochs, train_seconds = list(history.history), history.train_seconds
     checkpoints = tested_checkpoint(trainer, cfg.test_checkpoint)
     log.debug("testing %s on the official test set", checkpoints[1] or "the last weights")
     (test_metrics,) = trainer.test(

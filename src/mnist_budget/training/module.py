@@ -7,13 +7,10 @@ with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
@@ -21,20 +18,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from mnist_budget.checkpoints import dataset_of
 from mnist_budget.data.sets import DataSet, dataset_name
-from mnist_budget.errors import UserError
 from mnist_budget.inference.classify import mean_probabilities
 from mnist_budget.models import build_network
+from mnist_budget.training.optim import build_optimizer, build_scheduler
 
 NUM_CLASSES = 10
-
-
-def fit_warmup_share(pct_start: float, total_steps: int) -> float:
-    """A one-cycle warm-up share that leaves both phases at least half a step on a short run.
-
-    OneCycleLR divides by the length of each phase, so ``pct_start * total_steps == 1`` (say 0.2 of
-    a 5-step smoke run) is a ZeroDivisionError; long runs keep the configured share unchanged.
-    """
-    return min(max(pct_start, 1.5 / total_steps), 1 - 0.5 / total_steps)
 
 
 class Classifier(L.LightningModule):
@@ -175,36 +163,10 @@ class Classifier(L.LightningModule):
         per_class = {str(d): matrix[d][d] / max(1, sum(matrix[d])) for d in range(NUM_CLASSES)}
         return {"confusion_matrix": matrix, "per_class_acc": per_class, "mistakes": self.test_mistakes}
 
-    def build_optimizer(self) -> torch.optim.Optimizer:
-        """The optimiser from ``optim.optimizer``; a bad value (say ``optim.lr=-1``) is a UserError."""
-        try:
-            return instantiate(self.hparams.optim["optimizer"])(params=self.parameters())
-        except (ValueError, TypeError) as err:
-            raise UserError(f"invalid optimizer settings in optim: {err} (fix the optim.* override)") from err
-
-    def build_scheduler(
-        self, optimizer: torch.optim.Optimizer, total_steps: Callable[[], int]
-    ) -> torch.optim.lr_scheduler.LRScheduler | None:
-        """The schedule from ``optim.scheduler`` (``None``: none), stepped every ``optim.interval``
-        (step or epoch); ``total_steps()``: the optimiser steps of the whole run, asked only by a
-        schedule that needs them."""
-        scheduler_cfg = self.hparams.optim.get("scheduler")
-        if not scheduler_cfg:
-            return None
-        make_scheduler = instantiate(scheduler_cfg)
-        extra: dict[str, Any] = {}
-        parameters = inspect.signature(make_scheduler.func).parameters
-        if "total_steps" in parameters:
-            # Per-step schedules such as OneCycleLR span exactly the run.
-            extra["total_steps"] = steps = total_steps()
-            if "pct_start" in parameters and steps >= 2:
-                extra["pct_start"] = fit_warmup_share(make_scheduler.keywords.get("pct_start", 0.3), steps)
-        return make_scheduler(optimizer, **extra)
-
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.build_optimizer()
+        optimizer = build_optimizer(self.hparams.optim, self.parameters())
         # Lightning knows the run's length: epochs x batches per epoch (limits included).
-        scheduler = self.build_scheduler(optimizer, lambda: int(self.trainer.estimated_stepping_batches))
+        scheduler = build_scheduler(self.hparams.optim, optimizer, lambda: int(self.trainer.estimated_stepping_batches))
         if scheduler is None:
             return {"optimizer": optimizer}
         interval = self.hparams.optim.get("interval", "epoch")
