@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
+from mnist_budget.inference.serving import WORKER_HEADER
 from test_tasks import as_photo, mnist_seven
 
 pytestmark = pytest.mark.slow  # a server process that imports torch: seconds to start
@@ -91,15 +92,30 @@ def server(trained_run, tmp_path_factory):
         yield port
 
 
-def call(
+def answer(
     port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-) -> tuple[int, dict | str]:
+) -> tuple[int, dict | str, int]:
+    """A request's status, its JSON (or text) and the id of the server process that answered (X-Worker-Pid)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     text = response.read().decode()
     kind = response.getheader("content-type", "")
-    return response.status, json.loads(text) if kind.startswith("application/json") else text
+    return (
+        response.status,
+        json.loads(text) if kind.startswith("application/json") else text,
+        int(response.getheader(WORKER_HEADER, "0")),
+    )
+
+
+def call(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict | str]:
+    return answer(port, method, path, body, headers)[:2]
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def test_good_images_are_read_with_top3_and_the_image_seen(server):
@@ -169,15 +185,32 @@ def test_the_page_and_the_openapi_description_are_served(server):
     assert status == 200 and "/predict" in schema["paths"]
 
 
-def test_workers_share_the_port_and_answer_as_one_process(server, trained_run, tmp_path):
+def test_two_workers_share_the_port_each_answers_as_one_process_does(server, trained_run, tmp_path):
     seven = form(("file", "seven.png", png(Image.fromarray(mnist_seven()))))
     alone = call(server, "POST", "/predict", *seven)[1]["files"][0]
-    with server_process(trained_run / "checkpoints" / "last.ckpt", tmp_path, "workers=2", "max_files=4") as port:
+    too_many = form(*(("file", f"{i}.png", b"x") for i in range(5)))
+
+    def until_both_answer(port: int, request: tuple[bytes, dict]) -> list[tuple[int, dict, int]]:
+        """Rounds of 20 requests, 4 at a time, until two processes have answered (or a minute has passed)."""
+        answers, deadline = [], time.monotonic() + 60
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: call(port, "POST", "/predict", *seven), range(20)))
-        assert {status for status, _ in answers} == {200}
-        assert all(answer["files"][0] == alone for _, answer in answers)  # same digit, probabilities, image seen
-        too_many = form(*(("file", f"{i}.png", b"x") for i in range(5)))
-        assert call(port, "POST", "/predict", *too_many)[0] == 413  # the workers have the limits
+            while len({pid for *_, pid in answers}) < 2 and time.monotonic() < deadline:
+                answers += pool.map(lambda _: answer(port, "POST", "/predict", *request), range(20))
+        return answers
+
+    with server_process(trained_run / "checkpoints" / "last.ckpt", tmp_path, "workers=2", "max_files=4") as port:
+        answers = until_both_answer(port, seven)
+        workers = {pid for *_, pid in answers}
+        assert len(workers) == 2, f"one process answered all {len(answers)} requests: {workers}"
+        # Two worker processes of the one server: children of the process that run.py started.
+        (server_pid,) = {parent_of(pid) for pid in workers}
+        command = Path(f"/proc/{server_pid}/cmdline").read_bytes().split(b"\0")
+        assert b"task=serve" in command and f"port={port}".encode() in command and server_pid not in workers
+        assert {status for status, *_ in answers} == {200}
+        assert all(got["files"][0] == alone for _, got, _ in answers)  # same digit, probabilities, image seen
+        refused = until_both_answer(port, too_many)
+        assert {pid for *_, pid in refused} == workers  # both workers hold the limits
+        assert {status for status, *_ in refused} == {413}
         settings = json.loads((tmp_path / "serve_settings.json").read_text())  # what each worker read
         assert settings["max_files"] == 4 and settings["threads"] == max(1, torch.get_num_threads() // 2)
+    print(f"\nworkers=2: {len(answers)} answers from processes {sorted(workers)} of server {server_pid}")

@@ -11,7 +11,8 @@ One server process (``workers: 1``) holds the network and answers every request.
 network: Python runs one request's Pillow/numpy work at a time per process, so on a machine with
 several cores more workers answer more requests at once (docs/serving.md measures it). The
 workers are separate interpreters, so the settings they need travel as a small JSON file named by
-the ``MNIST_BUDGET_SERVE_SETTINGS`` environment variable (``app_from_settings`` reads it).
+the ``MNIST_BUDGET_SERVE_SETTINGS`` environment variable (``app_from_settings`` reads it). Every
+answer names the process that gave it in its ``X-Worker-Pid`` header.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from mnist_budget.inference.export import export_onnx, onnx_runner
 from mnist_budget.inference.web import page as draw_page_source
 
 SETTINGS_ENV = "MNIST_BUDGET_SERVE_SETTINGS"
+WORKER_HEADER = "X-Worker-Pid"
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,31 @@ def counted(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+class WorkerPid:
+    """ASGI middleware: each response carries the answering process's id (``X-Worker-Pid``), so that
+    a client (tests/test_serve.py) can tell which of the ``workers`` answered."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_pid(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                pid = (WORKER_HEADER.lower().encode(), str(os.getpid()).encode())
+                message = {**message, "headers": [*message.get("headers", []), pid]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_pid)
+
+
 def create_app(predictor: Predictor, model: str, limits: Limits, unsure_below: float) -> FastAPI:
     """The FastAPI application: ``/`` (the page), ``/health``, ``POST /predict``, ``/docs``."""
     app = FastAPI(title="mnist-budget", description=f"Reads handwritten digits with {model}.")
+    app.add_middleware(WorkerPid)
     page = draw_page_source()  # the same source as an exported web folder's index.html
 
     def problem(status: int, message: str) -> JSONResponse:
