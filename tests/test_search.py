@@ -20,7 +20,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, preflight_refusal, run_cli
+from conftest import CONF_DIR, ROOT, compose_cfg, preflight_refusal, run_cli, unavailable
 from mnist_budget.search.space import describe, parse_space
 from mnist_budget.search.study import (
     INTERRUPTED,
@@ -31,6 +31,7 @@ from mnist_budget.search.study import (
     settings_of,
     trial_folder,
 )
+from mnist_budget.tasks.preflight import preflight
 
 SPACE = {"optim.lr": "interval(0.05, 0.4)"}
 TINY = (
@@ -96,28 +97,24 @@ def test_a_bad_search_is_refused_before_any_trial(tmp_path, mnist_root, override
 @pytest.mark.parametrize(
     ("direction", "space", "fragment"),
     [
+        ("maximize", None, None),  # the study the command made: continued
         ("minimize", None, "was created to minimize, not to maximize"),
         ("maximize", {"optim.lr": "interval(0.1, 0.2)"}, "searched another space"),
     ],
 )
-def test_a_study_of_that_name_with_another_direction_or_space_is_refused(
+def test_a_study_of_that_name_is_continued_only_with_the_same_direction_and_space(
     tmp_path, mnist_root, direction, space, fragment
 ):
     journal = tmp_path / "study.journal"
-    shipped = {
-        "optim.lr": "interval(0.05, 0.4)",
-        "optim.label_smoothing": "interval(0.0, 0.2)",
-        "data.batch_size": "choice(64, 128, 256)",
-    }
+    # The space the command searches: conf/hparams_search/optuna.yaml's, as Hydra composes it.
+    shipped = OmegaConf.to_container(compose_cfg(tmp_path, mnist_root, "hparams_search=optuna").hydra.sweeper.params)
+    assert shipped and "optim.lr" in shipped
     journal_study(journal, direction, space or shipped)
-    line = preflight_refusal(
-        "-m",
-        "hparams_search=optuna",
-        f"hydra.sweeper.storage={journal}",
-        f"hydra.sweep.dir={tmp_path}",
-        run_dir=tmp_path / "x",
-        data_dir=mnist_root,
-    )
+    command = ("-m", "hparams_search=optuna", f"hydra.sweeper.storage={journal}", f"hydra.sweep.dir={tmp_path}")
+    if fragment is None:  # accepted: the preflight raises nothing
+        preflight([*command, f"hydra.run.dir={tmp_path / 'x'}", f"paths.data_dir={mnist_root}"], CONF_DIR)
+        return
+    line = preflight_refusal(*command, run_dir=tmp_path / "x", data_dir=mnist_root)
     assert fragment in line and "hydra.sweeper.study_name" in line
 
 
@@ -297,7 +294,7 @@ def postgres_url():
         return
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not bins:
-        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql (.ci/run does)")
+        unavailable("PostgreSQL is not installed: apt-get install -y postgresql (.ci/run does)")
     bindir, folder, port = bins[-1].parent, Path(tempfile.mkdtemp(prefix="mnist-budget-pg-")), free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     if as_postgres:
