@@ -403,3 +403,17 @@ def test_serve_and_predict_give_the_same_answer_for_the_same_file(trained, make_
         row["unsure"],
     )
     assert [list(pair) for pair in row["top3"]] == [list(pair) for pair in answer["top3"]]
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 15, 31])
+def test_the_stroke_thickening_filter_is_pillows_max_filter(size):
+    # mnist_style thickens thin strokes with a separable maximum filter: Pillow's MaxFilter, whose
+    # edges repeat the image's border pixels as ours do, on a picture padded wider than the window.
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    from mnist_budget.data.preprocess import max_filter
+
+    pixels = np.pad((np.random.default_rng(size).random((23, 37)) * 255).astype(np.uint8), size // 2 + 1)
+    expected = np.asarray(Image.fromarray(pixels).filter(ImageFilter.MaxFilter(size)))
+    assert (max_filter(pixels, size) == expected).all()

@@ -9,6 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_budget.errors import UserError
+from mnist_budget.tasks.checks import check_training
+from mnist_budget.tasks.preflight import check_run
 from mnist_budget.tasks.train import train
 from mnist_budget.training.builders import build_datamodule
 from mnist_budget.training.module import Classifier
@@ -106,9 +108,17 @@ def test_same_seed_same_metrics(make_cfg, tmp_path):
 
 
 def test_bad_learning_rate_fails_before_loading_data(make_cfg, tmp_path):
+    # The command line's checks (mnist_budget.tasks.runner runs them before Hydra's job starts).
     cfg = make_cfg("optim.lr=-1", f"paths.data_dir={tmp_path / 'nothing-here'}")
     with pytest.raises(UserError, match=r"optim.lr=-1 is invalid"):
-        train(cfg)
+        check_run(cfg, tmp_path)
+
+
+def test_an_optimiser_torch_refuses_fails_before_loading_data(make_cfg, tmp_path):
+    # A value that no rule of ours covers, refused by the optimiser itself when the preflight builds it.
+    cfg = make_cfg("+optim.optimizer.dampening=0.5", f"paths.data_dir={tmp_path / 'nothing-here'}")
+    with pytest.raises(UserError, match=r"invalid optimizer settings in optim: .*dampening"):
+        check_training(cfg, tmp_path, multirun=False)
 
 
 @pytest.mark.slow  # a real 2-epoch run

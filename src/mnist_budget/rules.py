@@ -1,8 +1,8 @@
 """The rules of the project's own config keys, checked without torch or Lightning.
 
 The command line checks them before Hydra writes anything (mnist_budget.tasks.preflight), and
-each task checks them again as it starts, so that a task called in-process is refused the same
-way. A component checks its own constructor arguments where it is built, with the functions
+each job of a sweep checks its own values again as it starts (mnist_budget.tasks.runner): the
+preflight sees the first job's values only. A component checks its own constructor arguments where it is built, with the functions
 here where a rule is shared (the data module's batch sizes and split: ``check_data_arguments``).
 Rules that need a built object live beside it: a network's budget and shape
 (mnist_budget.models.check_network), the augmentation's ranges (mnist_budget.data.augment), the

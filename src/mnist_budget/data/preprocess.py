@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy.ndimage import maximum_filter
 
 from mnist_budget.errors import first_line
 
@@ -137,9 +136,9 @@ def mnist_style(image: Image.Image) -> torch.Tensor:
     pixels = np.uint8(np.round(crop * 255))
     if width < 0.6 * wanted:
         size = int(round(wanted - width)) | 1  # odd: centred on each pixel
-        # scipy's separable maximum filter: the same values as Pillow's MaxFilter, whose cost grows
-        # with the square of the size, which a thin line on a big picture makes a server's worst case.
-        pixels = maximum_filter(np.pad(pixels, size // 2 + 1), size=size, mode="nearest")
+        # A separable maximum filter: the same values as Pillow's MaxFilter, whose cost grows with
+        # the square of the size, which a thin line on a big picture makes a server's worst case.
+        pixels = max_filter(np.pad(pixels, size // 2 + 1), size)
         longer = max(pixels.shape)
         scale = BOX / longer
     digit = Image.fromarray(pixels)
@@ -149,6 +148,26 @@ def mnist_style(image: Image.Image) -> torch.Tensor:
     if small.max() > 0:
         small = small / small.max()
     return torch.from_numpy(centre_by_mass(small)).unsqueeze(0)
+
+
+def running_max(values: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """The maximum of each centred window of ``size`` (odd) along ``axis``, edges repeated: in
+    log2(size) passes (each doubles the window), so its cost barely grows with the size."""
+    half = size // 2
+    padding = [(0, 0)] * values.ndim
+    padding[axis] = (half, half)
+    window, span = np.pad(values, padding, mode="edge"), 1
+    while 2 * span <= size:  # window[i] = max of the next ``span`` values from i
+        length = window.shape[axis] - span
+        window = np.maximum(window.take(range(length), axis), window.take(range(span, span + length), axis))
+        span *= 2
+    n = values.shape[axis]  # two windows of ``span`` cover ``size`` values: [i, i+span) and [i+size-span, i+size)
+    return np.maximum(window.take(range(n), axis), window.take(range(size - span, size - span + n), axis))
+
+
+def max_filter(pixels: np.ndarray, size: int) -> np.ndarray:
+    """A ``size`` x ``size`` maximum filter (Pillow's MaxFilter), one axis at a time."""
+    return running_max(running_max(pixels, size, 0), size, 1)
 
 
 def read_digit(source: Path | bytes) -> torch.Tensor:

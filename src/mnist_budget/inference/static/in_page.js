@@ -75,7 +75,7 @@
     return (2 * area) / Math.max(1, area - inner);
   }
 
-  // scipy's maximum_filter(np.pad(pixels, size // 2 + 1), size=size, mode="nearest"): the padding is zeros
+  // mnist_budget.data.preprocess.max_filter(np.pad(pixels, size // 2 + 1), size): the padding is zeros
   // and wider than half the window, so the window's edge never reaches past it.
   function thicken(pixels, width, height, size) {
     const pad = (size >> 1) + 1, half = size >> 1;
