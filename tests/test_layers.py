@@ -38,6 +38,7 @@ WITHOUT_TORCH = {
     "reporting.model_card",
     "tasks",
     "tasks.preflight",
+    "tasks.runner",
 }
 
 

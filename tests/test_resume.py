@@ -74,12 +74,19 @@ def test_a_run_killed_mid_epoch_resumes_exactly(tmp_path, mnist_root):
     assert not (killed / "results.json").exists()
     step = saved_step(last)
     assert step % BATCHES_PER_EPOCH != 0, "the checkpoint to resume from should be mid-epoch"
+    trained_before = torch.load(last, map_location="cpu", weights_only=True)["callbacks"]["EpochHistory"]
+    trained_before = trained_before["train_seconds"]
 
     resumed = run_cli(*RUN, "ckpt_path=last", data_dir=mnist_root, run_dir=killed)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"step {step})" in resumed.stdout + resumed.stderr  # "resuming .../last.ckpt (epoch 2, step N)"
 
     assert history(killed) == history(full)
+    # train_seconds counts the killed part too: at least what the checkpoint had trained plus the
+    # last epoch, which ran wholly after the resume.
+    results = json.loads((killed / "results.json").read_text())
+    assert trained_before > 0
+    assert results["train_seconds"] >= trained_before + results["history"][-1]["seconds"] - 0.01
     test_acc = [json.loads((run / "results.json").read_text())["test_acc"] for run in (full, killed)]
     assert test_acc[0] == test_acc[1]
     assert scalars(killed) == scalars(full)
