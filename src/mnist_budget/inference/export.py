@@ -4,7 +4,10 @@
 ``torch.export`` program (``torch.export.load(path).module()``). Lightning's ``to_torchscript`` is
 not used: TorchScript is deprecated. Both have a dynamic batch dimension. The runners give the
 exported file back as ``Logits`` (mnist_budget.inference.classify), so that the server and the
-benchmarks read digits through the same path as PyTorch; ``verify`` compares them on the test set.
+benchmarks read digits through the same path as PyTorch; ``verify`` compares them on the test set
+and scores the file there: each image once (one forward pass), and, where the checkpoint's run
+scored with test-time augmentation (``eval_tta``), with the same TTA too, so that its figure
+compares with the run's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from mnist_budget.checkpoints import dataset_of
 from mnist_budget.data.loading import load_mnist, to_float_images
 from mnist_budget.data.sets import DATASETS, DataSet, normalise
 from mnist_budget.errors import UserError
-from mnist_budget.inference.classify import Logits
+from mnist_budget.inference.classify import Logits, mean_probabilities
 
 INPUT, OUTPUT = "image", "logits"
 
@@ -75,20 +78,31 @@ EXPORTERS: dict[str, Callable[[torch.nn.Module, Path], None]] = {"onnx": export_
 
 
 def verify(
-    net: torch.nn.Module, run: Logits, data_dir: Path, tolerance: float, data: DataSet = DATASETS["mnist"]
+    net: torch.nn.Module,
+    run: Logits,
+    data_dir: Path,
+    tolerance: float,
+    data: DataSet = DATASETS["mnist"],
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Both on the official 10k test images of ``data``: the largest logit difference, argmax
-    agreement, accuracy."""
+    agreement, and the exported file's accuracy scoring each image once (``test_acc``); with ``tta``
+    also its accuracy with test-time augmentation (``test_acc_tta``: each image's mean probability
+    over itself and its four 1-pixel shifts, 5 forward passes, as training's ``eval_tta`` scores)."""
     images, labels = load_mnist(data_dir, train=False, name=data.name)
     inputs = normalise(to_float_images(images), data)
-    max_diff, same, correct = 0.0, 0, 0
+    max_diff, same, correct, correct_tta = 0.0, 0, 0, 0
     with torch.inference_mode():
         for batch, truth in zip(inputs.split(1000), labels.split(1000), strict=True):
             expected, got = net(batch), run(batch)
             max_diff = max(max_diff, float((expected - got).abs().max()))
             same += int((expected.argmax(1) == got.argmax(1)).sum())
             correct += int((got.argmax(1) == truth).sum())
+            if tta:
+                correct_tta += int((mean_probabilities(run, batch, data.background).argmax(1) == truth).sum())
     report = {"max_abs_logit_diff": max_diff, "argmax_agreement": same / len(labels), "test_acc": correct / len(labels)}
+    if tta:
+        report["test_acc_tta"] = correct_tta / len(labels)
     if max_diff > tolerance or same != len(labels):
         raise UserError(
             f"the exported model disagrees with PyTorch (largest logit difference {max_diff:.2e}, "
