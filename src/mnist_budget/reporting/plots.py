@@ -187,3 +187,33 @@ def plot_accuracy_ranges(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     render(fig, path)
+
+
+def plot_per_run(
+    points: list[dict[str, Any]], path: Path, xlabel: str, title: str, test_label: str, val_label: str
+) -> None:
+    """Each run's test accuracy (and validation accuracy, where it has one) at its ``x`` (a seed, or a
+    job number: categories in the given order), each series' mean as a dashed line; saved as a PNG.
+    ``points``: ``{"x", "test", "val"}``, accuracies in % (``val`` None or NaN where not validated)."""
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.45 * len(points) + 4), 4.8))
+    xs = list(range(len(points)))
+    series = [("test", test_label, "tab:blue", "o"), ("val", val_label, "tab:orange", "s")]
+    for key, label, colour, marker in series:
+        values = [number(point.get(key)) for point in points]
+        shown = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None and not math.isnan(v)]
+        if not shown:
+            continue
+        mean = sum(v for _, v in shown) / len(shown)
+        ax.plot(*zip(*shown, strict=True), marker=marker, linestyle="", color=colour, label=label)
+        ax.axhline(mean, color=colour, linestyle="--", linewidth=1, label=f"its mean, {mean:.2f} % (n={len(shown)})")
+        if key == "test" and len(shown) <= 12:  # each run's figure beside its point, while they stay readable
+            for x, v in shown:
+                ax.annotate(f"{v:.2f}", (x, v), textcoords="offset points", xytext=(6, 0), va="center", fontsize=7)
+    ax.set_xticks(xs, [str(point["x"]) for point in points])
+    ax.set(xlabel=xlabel, ylabel="accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.margins(x=0.15, y=0.2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    render(fig, path)

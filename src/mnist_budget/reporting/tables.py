@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import statistics
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_budget.files import write_atomically
-from mnist_budget.reporting.plots import number, plot_accuracy_ranges
+from mnist_budget.reporting.plots import number, plot_accuracy_ranges, plot_per_run
 from mnist_budget.reporting.results import FAILURE_FILE, final_val_acc
 
 
@@ -301,11 +302,16 @@ def plot_records(results: list[dict[str, Any]], path: Path) -> list[dict[str, An
 
 def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     """summary.png: test accuracy (mean, min–max over the jobs) against each swept key but the seed;
-    returns the panels drawn (none before a job has finished)."""
+    where the seed is the only swept key (or nothing is swept), each job's test and validation
+    accuracy by seed (or job) with their means (``seed_plot``). Returns the panels drawn (none
+    before a job has finished)."""
     finished = [job for job in sweep_jobs(sweep_dir) if job["status"] == "ok"]
-    axes = [axis for axis in varying_overrides(finished) if axis.lstrip("+~") != "seed"]
-    if not finished or not axes:
+    if not finished:
         return []
+    swept = varying_overrides(finished)
+    axes = [axis for axis in swept if axis.lstrip("+~") != "seed"]
+    if not axes:
+        return [seed_plot(sweep_dir, finished, by_seed=bool(swept))]
     panels = []
     for axis in axes:
         by_value: dict[str, list[float]] = {}
@@ -320,3 +326,40 @@ def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
         panels.append((axis, groups))
     plot_accuracy_ranges(panels, sweep_dir / "summary.png", f"Sweep {sweep_dir.name}: test accuracy by swept key")
     return panels
+
+
+def job_seed(job: dict[str, Any]) -> str:
+    """The seed a job ran with: its results.json's, else its override's."""
+    if job.get("seed") is not None:
+        return str(job["seed"])
+    overrides = dict(o.lstrip("+~").partition("=")[::2] for o in job.get("overrides", []))
+    return overrides.get("seed", "")
+
+
+def seed_plot(sweep_dir: Path, finished: list[dict[str, Any]], by_seed: bool) -> tuple[str, list[dict[str, Any]]]:
+    """summary.png of a sweep over seeds only (``by_seed``; else over nothing: by job): each job's test
+    accuracy and the validation accuracy the summary ranks by (``sweep_summary``), with each one's
+    mean line. Returns the panel: its x label and one point per job (accuracies in %)."""
+    final = finished[0].get("optimized_metric") == "val/acc"
+
+    def val_acc(job: dict[str, Any]) -> float:
+        value = number(final_val_acc(job.get("history", [])) if final else job.get("best_val_acc"))
+        return math.nan if value is None else 100 * value
+
+    points = [
+        {"x": job_seed(job) if by_seed else job["job"], "test": 100 * job["test_acc"], "val": val_acc(job)}
+        for job in finished
+    ]
+    if by_seed and all(number(point["x"]) is not None for point in points):
+        points.sort(key=lambda point: float(point["x"]))
+    xlabel = "seed" if by_seed else "job"
+    scored = "with TTA" if scoring(finished[0]) == "TTA" else "each image once"
+    plot_per_run(
+        points,
+        sweep_dir / "summary.png",
+        xlabel,
+        f"Sweep {sweep_dir.name}: accuracy per {xlabel}" + (" (the only swept key)" if by_seed else " (no key swept)"),
+        f"test, official 10k ({scored})",
+        f"validation ({'final weights' if final else 'best epoch'})",
+    )
+    return xlabel, points
