@@ -63,8 +63,9 @@ def multipart(png: bytes) -> tuple[bytes, str]:
 
 
 def start_server(
-    checkpoint: str, backend: str, port: int, threads: int, workers: int, tta: bool = False
+    checkpoint: str, backend: str, port: int, threads: int, workers: int, tta: bool = False, run_dir: Path | None = None
 ) -> subprocess.Popen:
+    """``task=serve`` on ``port``, once it answers ``GET /health``; its run folder ``run_dir`` (else outputs/serve_load/)."""
     command = [
         sys.executable,
         str(ROOT / "run.py"),
@@ -75,7 +76,7 @@ def start_server(
         f"threads={threads}",
         f"workers={workers}",
         f"tta={str(tta).lower()}",
-        f"hydra.run.dir={ROOT / 'outputs' / 'serve_load' / backend}",
+        f"hydra.run.dir={run_dir or ROOT / 'outputs' / 'serve_load' / backend}",
     ]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
