@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_budget.data.augment import RandomShiftRotate, RandomStrokeStyle, affine_grid
+from mnist_budget.data.augment import RandomBoxFill, RandomShiftRotate, RandomStrokeStyle, affine_grid
 from mnist_budget.errors import UserError
 
 CENTRE = 13.5  # grid_sample with align_corners=False rotates about the image's geometric centre
@@ -120,3 +120,33 @@ def test_stroke_style_thickens_thins_and_coarsens_in_place():
 def test_bad_stroke_styles_are_user_errors(arguments):
     with pytest.raises(UserError, match="augment"):
         RandomStrokeStyle(**arguments)
+
+
+def ink_box(image: torch.Tensor) -> tuple[int, int]:
+    """Width and height of the pixels brighter than 0.2."""
+    ink = image[0] > 0.2
+    return int(ink.any(dim=0).sum()), int(ink.any(dim=1).sum())
+
+
+def test_box_fill_stretches_a_thin_stroke_to_a_square_about_its_centre():
+    images = torch.zeros(3, 1, 28, 28)
+    images[:, :, 4:24, 12:16] = 1.0  # a 1: 4 wide, 20 tall
+    filled = RandomBoxFill(p=1.0)(images)
+    width, height = ink_box(filled[0])
+    assert height == 20 and 19 <= width <= 22  # as wide as it is tall (bilinear edges may add one)
+    xs = torch.arange(28.0)
+    centre = (filled[0, 0].sum(0) * xs).sum() / filled[0, 0].sum()
+    assert abs(float(centre) - 13.5) < 0.5  # about the box's centre, where the stroke was
+
+
+def test_box_fill_leaves_images_it_does_not_draw_and_blank_ones_alone():
+    images = torch.zeros(4, 1, 28, 28)
+    images[:2, :, 4:24, 12:16] = 1.0
+    assert torch.equal(RandomBoxFill(p=0.0)(images), images)
+    assert torch.equal(RandomBoxFill(p=1.0)(images)[2:], images[2:])  # no ink: nothing to stretch
+
+
+@pytest.mark.parametrize("arguments", [{"p": 1.5}, {"p": -0.1}, {"threshold": 1.0}])
+def test_bad_box_fills_are_user_errors(arguments):
+    with pytest.raises(UserError, match="augment p="):
+        RandomBoxFill(**arguments)

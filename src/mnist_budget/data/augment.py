@@ -1,5 +1,6 @@
 """Batch augmentations on the device: per-sample rotation and shift (``RandomShiftRotate``), pen and
-scan styles (``RandomStrokeStyle``), and the check that builds the augment group's pipeline.
+scan styles (``RandomStrokeStyle``), digits stretched to fill a square box as some scanners leave
+them (``RandomBoxFill``), and the check that builds the augment group's pipeline.
 
 ``RandomShiftRotate`` does what kornia.augmentation.RandomAffine does (the reference recipes still
 use kornia), drawing the parameters for the whole batch at once and warping with ``grid_sample``
@@ -78,6 +79,58 @@ def affine_grid(theta: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     )  # (H*W, 3), row-major like the image
     grid = theta.reshape(n * 2, 3) @ centres.T  # (N*2, H*W)
     return grid.view(n, 2, height, width).permute(0, 2, 3, 1)
+
+
+class RandomBoxFill(nn.Module):
+    """Stretch each image's ink, with probability ``p``, to fill a square box: its bounding box is
+    scaled on each axis on its own until both sides equal the longer one, about the box's centre.
+
+    Some scanners and older digit sets normalise both axes of every digit, so that a 1 becomes a
+    wide slanted bar and a 7 a wedge; MNIST keeps each digit's proportions. Ink is what is brighter
+    than ``threshold`` (images in [0, 1], ink bright). A blank image is left as it is.
+    """
+
+    def __init__(self, p: float = 0.3, threshold: float = 0.2) -> None:
+        super().__init__()
+        if not 0 <= p <= 1 or not 0 <= threshold < 1:
+            raise UserError(
+                f"augment p={p}, threshold={threshold}: p must be a probability in [0, 1] and threshold in [0, 1)"
+            )
+        self.p, self.threshold = float(p), float(threshold)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        ink = images[:, 0] > self.threshold
+        centre_x, half_x = ink_extent(ink.any(dim=1), width)  # columns with ink
+        centre_y, half_y = ink_extent(ink.any(dim=2), height)  # rows with ink
+        side = torch.maximum(half_x, half_y).clamp_min(1e-6)
+        chosen = (torch.rand(n, device=images.device) < self.p) & ink.flatten(1).any(dim=1)
+        # Output x reads input centre + (x - centre) * half / side: the box's shorter side is widened.
+        scale_x, scale_y = (half_x / side).to(images.dtype), (half_y / side).to(images.dtype)
+        zeros = torch.zeros_like(scale_x)
+        theta = torch.stack(
+            [
+                torch.stack([scale_x, zeros, centre_x.to(images.dtype) * (1 - scale_x)], dim=1),
+                torch.stack([zeros, scale_y, centre_y.to(images.dtype) * (1 - scale_y)], dim=1),
+            ],
+            dim=1,
+        )
+        filled = F.grid_sample(
+            images, affine_grid(theta, images.shape), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        return torch.where(chosen.view(n, 1, 1, 1), filled, images)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, threshold={self.threshold}"
+
+
+def ink_extent(has_ink: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and half-length of the ink along one axis, in ``affine_grid``'s [-1, 1] coordinates
+    (pixel edges at ``2 * k / size - 1``), from a (N, size) mask of the lines that hold ink."""
+    first = has_ink.float().argmax(dim=1)
+    last = size - 1 - has_ink.flip(dims=[1]).float().argmax(dim=1)
+    start, end = 2 * first / size - 1, 2 * (last + 1) / size - 1
+    return (start + end) / 2, (end - start) / 2
 
 
 class RandomStrokeStyle(nn.Module):
