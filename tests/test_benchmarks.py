@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
@@ -188,6 +189,25 @@ def test_handwriting_styles(checkpoint: Path, bench_env: Path, capsys: pytest.Ca
     assert re.search(r"^\| strokes: 1 flag and foot \| 2 \| ", out, re.M), out
     assert re.search(r"^\| scanned strokes: 9 curved tail \| 2 \| ", out, re.M), out
     assert len(re.findall(r"^- .+: \d+ of \d+ flagged", out, re.M)) == 4, out
+
+
+def test_reader_sets(checkpoint: Path, bench_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uci = bench_env / "uci.npz"  # a stand-in for benchmarks/uci_digits.py's file (no scikit-learn in tests)
+    np.savez(uci, images=np.random.default_rng(0).integers(0, 17, (30, 8, 8)), target=np.arange(30) % 10)
+    kept = bench_env / "reader"
+    load_benchmark("reader_sets").main([str(checkpoint), "--smoke", "--tta", "--uci", str(uci), "--keep", str(kept)])
+    out = capsys.readouterr().out
+    hardware_lines(out)
+    sets = ["mnist-test", "mnist-test-box", "mnist-val-box", "uci", "uci-box"]
+    for name in sets:
+        assert re.search(rf"^{name}: 20 images, per digit \[[\d, ]+\]", out, re.M), out
+    columns = [f"{name}{tta}" for name in sets for tta in ("", " +TTA")]
+    assert "| digit | " + " | ".join(columns) + " |" in out, out
+    cells = r" \| ".join([r"(\d+\.\d|-)"] * len(columns))
+    for row in [*map(str, range(10)), "all"]:
+        assert re.search(rf"^\| {row} \| {cells} \|$", out, re.M), (row, out)
+    assert "| images | " + " | ".join(["20"] * len(columns)) + " |" in out, out
+    assert len(list(kept.iterdir())) == 20 * len(sets)
 
 
 def test_serve_load(checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
