@@ -64,7 +64,7 @@ def test_a_problem_found_while_running_stops_in_one_line(tmp_path, mnist_root):
     assert "the training loss became" in error_line(result) and "lower optim.lr" in error_line(result)
     assert not (run / "results.json").exists()
     log = (run / "run.log").read_text()
-    assert "Traceback" in log and "callbacks.py" in log  # the traceback is kept in the run's log
+    assert "Traceback" in log and "callbacks/guards.py" in log  # the traceback is kept in the run's log
 
 
 @pytest.mark.slow

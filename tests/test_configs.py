@@ -87,7 +87,11 @@ def test_records_and_robust_take_the_defaults_evaluation_and_the_references_keep
 ):
     cfg = make_cfg(f"experiment={experiment}")
     trainer = build_trainer(cfg)
-    if experiment.startswith("record_") or experiment in ("robust", "reader", "gpu_speedrun"):  # the default's levers, applied
+    if experiment.startswith("record_") or experiment in (
+        "robust",
+        "reader",
+        "gpu_speedrun",
+    ):  # the default's levers, applied
         assert cfg.eval_tta is True and trainer.check_val_every_n_epoch == cfg.trainer.max_epochs
         assert cfg.model.net.pool_first is True and cfg.callbacks.memory_format.layout == "auto"
     else:  # the references, as their tables were measured: every epoch, no TTA

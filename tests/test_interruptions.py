@@ -79,8 +79,12 @@ def test_a_signal_saves_the_step_and_the_resumed_run_ends_the_same(
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == saved
 
     command = shlex.split(line.split("resume with: ", 1)[1])
-    assert command[:2] == ["python", "run.py"] and command[-2:] == ["ckpt_path=last", f"hydra.run.dir={run}"]
-    train(compose_cfg(run, mnist_root, *command[2:-1]))  # the printed command, in-process (it was run with RUN)
+    # Python as the user ran it: uv run python (as under uv run pytest), else this interpreter's path.
+    python = ["uv", "run", "python"] if os.environ.get("UV") else [sys.executable]
+    assert command[: len(python) + 1] == [*python, "run.py"]
+    assert command[-2:] == ["ckpt_path=last", f"hydra.run.dir={run}"]
+    overrides = command[len(python) + 1 : -1]
+    train(compose_cfg(run, mnist_root, *overrides))  # the printed command, in-process (it was run with RUN)
     assert history(run) == history(full)
     results = [json.loads((folder / "results.json").read_text()) for folder in (full, run)]
     assert results[0]["test_acc"] == results[1]["test_acc"]

@@ -226,3 +226,27 @@ def test_a_compiled_network_trains_and_its_checkpoint_loads_into_a_plain_one(mak
     net, _ = load_network(tmp_path / "checkpoints" / "last.ckpt")
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1
+
+
+def test_the_resume_line_runs_python_as_the_user_did(monkeypatch, tmp_path):
+    # `python run.py` outside the project's environment is another Python: the line says uv run
+    # python under uv run (which sets UV), else this interpreter's own path.
+    import sys
+
+    from mnist_budget.training.callbacks import interruption_message
+
+    stopped = {
+        "signal": "SIGTERM",
+        "epoch": 2,
+        "step": 17,
+        "checkpoint": str(tmp_path / "last.ckpt"),
+        "saved_now": True,
+    }
+    monkeypatch.setenv("UV", "/usr/bin/uv")
+    assert "resume with: uv run python run.py seed=3 ckpt_path=last" in str(
+        interruption_message(stopped, tmp_path, ["seed=3"])
+    )
+    monkeypatch.delenv("UV")
+    assert f"resume with: {sys.executable} run.py seed=3 ckpt_path=last" in str(
+        interruption_message(stopped, tmp_path, ["seed=3"])
+    )
