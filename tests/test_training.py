@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -250,3 +251,25 @@ def test_the_resume_line_runs_python_as_the_user_did(monkeypatch, tmp_path):
     assert f"resume with: {sys.executable} run.py seed=3 ckpt_path=last" in str(
         interruption_message(stopped, tmp_path, ["seed=3"])
     )
+
+
+@pytest.mark.parametrize(
+    "trigger", ["callbacks.last_checkpoint.every_n_train_steps=3", "~callbacks.last_checkpoint.train_time_interval"]
+)
+def test_last_checkpoint_is_saved_after_every_epoch_and_once_at_the_end(make_cfg, tmp_path, monkeypatch, trigger):
+    # With a step trigger (every 3 steps of two 8-step epochs) and with none: after each epoch once,
+    # and not again when training ends.
+    from mnist_budget.training.callbacks import AtomicCheckpointIO
+
+    saves: list[tuple[str, int]] = []
+    write = AtomicCheckpointIO.save_checkpoint
+
+    def noted(self, checkpoint, path, storage_options=None):
+        saves.append((Path(path).name, checkpoint["global_step"]))
+        write(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", noted)
+    train(make_cfg(*SHORT, "trainer.max_epochs=2", trigger))
+    last = [step for name, step in saves if name == "last.ckpt"]
+    between = [3, 6, 9, 12, 15] if "every_n_train_steps" in trigger else []  # every 3 global steps
+    assert last == sorted([*between, 8, 16])

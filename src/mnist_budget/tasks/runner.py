@@ -22,6 +22,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -61,13 +62,13 @@ def job(cfg: DictConfig) -> float:
         if in_multirun():
             check_config(cfg)  # the preflight checked the first job's values; each job has its own
         metrics = run_task(cfg)
+        if in_multirun():
+            record_job_end(run_dir)
+        return metrics.get(cfg.optimized_metric, math.nan)
     except Interrupted as err:  # SIGTERM or Ctrl-C: the checkpoint is saved, the line says how to resume
         return interrupted(err, run_dir)
     except Exception as err:  # noqa: BLE001 - a UserError may come wrapped (Hydra's instantiate)
         failed(err, run_dir)
-    if in_multirun():
-        record_job_end(run_dir)
-    return metrics.get(cfg.optimized_metric, math.nan)
 
 
 def run_task(cfg: DictConfig) -> dict[str, float]:
@@ -116,7 +117,7 @@ def interrupted(err: Interrupted, run_dir: Path) -> float:
     return math.nan
 
 
-def failed(err: Exception, run_dir: Path) -> None:
+def failed(err: Exception, run_dir: Path) -> NoReturn:
     """A run that failed: one line (exit 2) on its own, or in a sweep a failed job with its reason."""
     user_error = find_user_error(err) or config_error(err) or scheduler_error(err, run_dir)
     if show_tracebacks() or not (user_error or in_multirun()):
@@ -174,7 +175,7 @@ def log_traceback(err: BaseException) -> None:
             handler.handle(record)
 
 
-def refuse(err: UserError) -> None:
+def refuse(err: UserError) -> NoReturn:
     """Print the one line and exit 2; the traceback goes to the run's log file."""
     log_traceback(err)
     print(f"error: {err}", file=sys.stderr)

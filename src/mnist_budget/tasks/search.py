@@ -29,6 +29,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from mnist_budget.checkpoints import last_checkpoint_path
 from mnist_budget.errors import Interrupted, find_user_error, first_line
 from mnist_budget.reporting.sweep import record_failure, update_summary
+from mnist_budget.rules import check_config
 from mnist_budget.search.space import as_overrides, parse_space
 from mnist_budget.search.study import (
     INTERRUPTED,
@@ -75,6 +76,7 @@ def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: Sear
     )
     pruning = PyTorchLightningPruningCallback(trial, monitor=settings.prune_on)
     try:
+        check_config(trial_cfg)  # the trial's sampled values, by the rules every run's values meet
         with heartbeat(folder, settings.heartbeat_s):
             metrics = train(trial_cfg, pruning)
     except optuna.TrialPruned:

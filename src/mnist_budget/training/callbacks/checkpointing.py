@@ -45,11 +45,15 @@ class LastCheckpoint(ModelCheckpoint):
         # Lightning refuses both triggers at once; a step count given on the command line wins.
         if every_n_train_steps:
             train_time_interval = None
-        # Without either trigger ModelCheckpoint saves after each epoch itself.
-        self.saves_between_epochs = bool(every_n_train_steps or train_time_interval)
         super().__init__(
             *args, every_n_train_steps=every_n_train_steps, train_time_interval=train_time_interval, **kwargs
         )
+        self.saved_at_step: int | None = None  # the global step of the last save after an epoch
+
+    @property
+    def path(self) -> Path | None:
+        """The file it keeps rewriting (``checkpoints/last.ckpt`` as conf/callbacks/last_checkpoint.yaml sets it)."""
+        return Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}" if self.dirpath else None
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -60,8 +64,14 @@ class LastCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if not self.saves_between_epochs or trainer.sanity_checking or trainer.fast_dev_run or not self.dirpath:
+        if not self.save_last or self.path is None or trainer.sanity_checking or trainer.fast_dev_run:
             return
-        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-        self.last_model_path = path  # before saving: it is part of the callback's saved state
-        trainer.save_checkpoint(path, self.save_weights_only)
+        self.last_model_path = str(self.path)  # before saving: it is part of the callback's saved state
+        trainer.save_checkpoint(self.path, self.save_weights_only)
+        self.saved_at_step = trainer.global_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # ModelCheckpoint saves "last" once more at the end unless its own trigger saved it: the
+        # save after the last epoch is that one already.
+        if self.saved_at_step != trainer.global_step:
+            super().on_train_end(trainer, pl_module)

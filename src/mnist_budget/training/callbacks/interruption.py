@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mnist_budget.checkpoints import last_checkpoint_path, load_checkpoint
 from mnist_budget.errors import Interrupted
+from mnist_budget.training.callbacks.checkpointing import LastCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Interruption(Callback):
         if not (clean or isinstance(exception, KeyboardInterrupt)):
             return  # an error, not an interruption
         name = "SIGTERM" if isinstance(exception, SIGTERMException) else (self.requested or signal.SIGINT).name
-        path = last_checkpoint_path(Path(trainer.default_root_dir))  # the trainer's root is the run folder
+        path = last_checkpoint_of(trainer)
         if (
             clean
             and self.at_epoch_end
@@ -135,6 +136,13 @@ class Interruption(Callback):
         }
         if callable(forward):
             forward(self.requested, None)  # the scheduler's own handler: submitit requeues the job here
+
+
+def last_checkpoint_of(trainer: L.Trainer) -> Path:
+    """The file the run's ``LastCheckpoint`` rewrites; without one, the run folder's
+    (``trainer.default_root_dir`` is the run folder: conf/trainer/default.yaml)."""
+    paths = [cb.path for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and cb.path]
+    return paths[0] if paths else last_checkpoint_path(Path(trainer.default_root_dir))
 
 
 def python_command() -> list[str]:
