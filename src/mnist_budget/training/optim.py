@@ -43,7 +43,9 @@ def build_scheduler(
     scheduler_cfg = optim.get("scheduler")
     if not scheduler_cfg:
         return None
-    make_scheduler = instantiate(scheduler_cfg)
+    # Plain lists, not OmegaConf's: a per-group setting (OneCycleLR's max_lr for muon_onecycle's two
+    # groups) must be a list or tuple for torch, which takes anything else for one value for all.
+    make_scheduler = instantiate(scheduler_cfg, _convert_="all")
     extra: dict[str, Any] = {}
     parameters = inspect.signature(make_scheduler.func).parameters
     if "total_steps" in parameters:
