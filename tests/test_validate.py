@@ -52,6 +52,7 @@ def test_every_shipped_config_passes_the_checks_and_every_rule_guards_a_key_one_
         make_cfg(),
         make_cfg("callbacks=[default,ema,early_stopping]", "evaluation=every_epoch"),
         make_cfg("task=predict"),
+        make_cfg("distill=teacher", "distill.teacher=teacher.ckpt"),
     ]
     configs += [make_cfg(f"experiment={name}") for name in group_options("experiment")]
     for cfg in configs:

@@ -37,19 +37,20 @@ RENAMED_NETWORKS = {
 DEFAULT_DATASET = "mnist"
 
 
-def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, model_name: str | None = None, key: str = "ckpt_path") -> dict[str, Any]:
     """A Lightning checkpoint as plain tensors and values, loaded without running any pickled code.
 
-    ``model_name``: refuse a checkpoint that was trained for another model.
+    ``model_name``: refuse a checkpoint that was trained for another model; ``key``: the setting that
+    named the file, for the refusals (``distill.teacher`` names a teacher's).
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"ckpt_path={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
+        raise UserError(f"{key}={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"
         raise UserError(
-            f"ckpt_path={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file"
+            f"{key}={path} is not a safe, readable checkpoint ({first_line(err)}): pick another file"
         ) from err
     if not (
         isinstance(checkpoint, dict)
@@ -58,12 +59,12 @@ def load_checkpoint(path: str | Path, model_name: str | None = None) -> dict[str
         and isinstance(checkpoint.get("hyper_parameters", {}).get("model", {}), dict)
     ):
         raise UserError(
-            f"ckpt_path={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/"
+            f"{key}={path} is not a Lightning checkpoint of this project: pick a .ckpt from a run's checkpoints/"
         )
     saved = saved_model(checkpoint.get("hyper_parameters", {})).get("name")
     if model_name is not None and saved != model_name:
         raise UserError(
-            f"ckpt_path={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
+            f"{key}={path} was trained for model {saved!r}, not {model_name!r}: pass model={saved} or another checkpoint"
         )
     return checkpoint
 
@@ -109,27 +110,30 @@ def saved_model(hparams: dict[str, Any]) -> dict[str, Any]:
     return model
 
 
-def load_network(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_network(path: str | Path, key: str = "ckpt_path") -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained network of a checkpoint, in eval mode, and the checkpoint's hyper-parameters.
 
     The network is rebuilt from the model config saved in the checkpoint, so eval, predict and
     export need no ``model=`` override; weights that do not fit it are refused in one line.
+    ``key``: the setting that named the file, for the refusals.
     """
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, key=key)
     model = saved_model(checkpoint.get("hyper_parameters", {}))
     hparams = {**checkpoint.get("hyper_parameters", {}), "model": model}
     if "net" not in model:
         raise UserError(
-            f"ckpt_path={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs"
+            f"{key}={path} holds no model config (hyper_parameters.model.net): use a checkpoint from this project's runs"
         )
-    check_network_targets(model["net"], f"ckpt_path={path}")
+    check_network_targets(model["net"], f"{key}={path}")
     net = build_network(model["net"], str(model.get("name")))
-    weights = {key[len("net.") :]: value for key, value in checkpoint["state_dict"].items() if key.startswith("net.")}
+    weights = {
+        name[len("net.") :]: value for name, value in checkpoint["state_dict"].items() if name.startswith("net.")
+    }
     try:
         net.load_state_dict(weights)
     except RuntimeError as err:
         raise UserError(
-            f"ckpt_path={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model"
+            f"{key}={path} does not hold weights of model {model.get('name')!r} ({first_line(err)}): pick a checkpoint of a run of that model"
         ) from err
     return net.eval(), hparams
 

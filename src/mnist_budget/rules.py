@@ -106,6 +106,16 @@ RULES = (
     Rule("unsure_below", lambda v: is_number(v, lambda x: 0 <= x <= 1), "a probability in [0, 1]"),
     Rule("tta", lambda v: isinstance(v, bool), "true or false"),
     Rule("eval_tta", lambda v: isinstance(v, bool), "true or false"),
+    Rule(
+        "distill.temperature",
+        lambda v: is_number(v, lambda x: x > 0),
+        "a positive number (1 leaves the teacher's probabilities as they are, more softens them)",
+    ),
+    Rule(
+        "distill.weight",
+        lambda v: is_number(v, lambda x: 0 <= x <= 1),
+        "a share in [0, 1] (0: cross-entropy alone, 1: the teacher's term alone)",
+    ),
     Rule("callbacks.ema.decay", lambda v: is_number(v, lambda x: 0 < x < 1), "in (0, 1)"),
     Rule(
         "callbacks.compile.mode",
@@ -126,6 +136,7 @@ def check_config(cfg: DictConfig) -> None:
         if value is not None and not rule.holds(value):
             raise UserError(f"{rule.key}={value!r} is invalid: it must be {rule.must}")
     check_early_stopping_can_stop(cfg)
+    check_distill(cfg)
     data = cfg.get("data")
     if data is not None:
         check_data_arguments(data.get("batch_size"), data.get("eval_batch_size"), data.get("val_size"))
@@ -142,6 +153,23 @@ def check_early_stopping_can_stop(cfg: DictConfig) -> None:
         raise UserError(
             f"callbacks.early_stopping with trainer.check_val_every_n_epoch={every} (of {epochs} epochs) "
             "validates only after the last epoch, so it can never stop early: add evaluation=every_epoch"
+        )
+
+
+def check_distill(cfg: DictConfig) -> None:
+    """``distill=teacher`` needs the teacher's checkpoint, and a teacher needs that group's settings
+    (``distill=none`` has none). The file itself is read by mnist_budget.tasks.checks (torch)."""
+    distill = cfg.get("distill")
+    if distill is None:
+        return
+    if OmegaConf.is_missing(distill, "teacher"):
+        raise UserError(
+            "distill=teacher needs distill.teacher=<a teacher run's checkpoints/last.ckpt>: add it to the command line"
+        )
+    if distill.get("teacher") not in (None, "") and "temperature" not in distill:
+        raise UserError(
+            f"distill.teacher={distill.teacher} without the distill group's temperature and weight: "
+            "add distill=teacher to the command line"
         )
 
 

@@ -20,6 +20,7 @@ from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.hardware import run_settings
 from mnist_budget.models import check_network
 from mnist_budget.rules import runs_on_slurm
+from mnist_budget.training.distill import load_teacher
 from mnist_budget.training.optim import build_optimizer
 
 
@@ -56,13 +57,15 @@ def check_trainer_arguments(names: list[str]) -> None:
 
 
 def check_training(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
-    """The network and the augmentation on a small batch, the optimiser on the network, the extra training digits, and the
-    checkpoint to resume (a sweep's jobs each have their own folder: ``ckpt_path`` is checked per job)."""
+    """The network and the augmentation on a small batch, the optimiser on the network, the extra training digits, the
+    teacher to distil from (``distill.teacher``: read and checked, not kept), and the checkpoint to resume (a sweep's
+    jobs each have their own folder: ``ckpt_path`` is checked per job)."""
     net = check_network(cfg.model.net, cfg.model.name, cfg.model.budget)
     build_optimizer(OmegaConf.to_container(cfg.optim, resolve=True), net.parameters())
     if cfg.get("augment"):
         check_augment(cfg.augment)
     check_extra_train(cfg)
+    load_teacher(cfg)
     if cfg.get("ckpt_path") and not multirun:
         model, optim = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("model", "optim"))
         checkpoint_to_resume(str(cfg.ckpt_path), run_dir, model, optim, dataset_name(cfg))

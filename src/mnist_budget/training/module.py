@@ -2,7 +2,8 @@
 
 Its hyper-parameters are the model and optimiser configs as plain dictionaries and the data
 set's name, so a checkpoint carries everything needed to rebuild the network and still loads
-with ``torch.load(..., weights_only=True)``.
+with ``torch.load(..., weights_only=True)``. A teacher to distil from (``distill=teacher``) is
+no hyper-parameter and no submodule: it shapes training only, and the checkpoint never holds it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mnist_budget.checkpoints import dataset_of
 from mnist_budget.data.sets import DataSet, dataset_name
 from mnist_budget.inference.classify import mean_probabilities
 from mnist_budget.models import build_network
+from mnist_budget.training.distill import Distillation, load_teacher
 from mnist_budget.training.optim import build_optimizer, build_scheduler
 
 NUM_CLASSES = 10
@@ -56,16 +58,22 @@ class Classifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
         self.test_mistakes: list[dict[str, Any]] = []
         self.test_matrix: list[list[int]] = []
+        # A plain object, not a Module: nn.Module does not register the teacher inside it, so the
+        # teacher stays out of state_dict(), checkpoints, the optimiser and Lightning's device moves.
+        self.distillation: Distillation | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Classifier:
-        """Build from a composed run config, keeping only plain values as hyper-parameters."""
-        return cls(
+        """Build from a composed run config, keeping only plain values as hyper-parameters; with
+        ``distill.teacher``, the teacher it learns from too."""
+        module = cls(
             model=OmegaConf.to_container(cfg.model, resolve=True),
             optim=OmegaConf.to_container(cfg.optim, resolve=True),
             dataset=dataset_name(cfg),
             eval_tta=bool(cfg.eval_tta),
         )
+        module.distillation = load_teacher(cfg)
+        return module
 
     @property
     def model_name(self) -> str:
@@ -88,7 +96,7 @@ class Classifier(L.LightningModule):
             logits = mean_probabilities(self, images, self.data_set.background).clamp_min(1e-12).log()
         else:
             logits = self(images)
-        loss = self.criterion(logits, labels)
+        loss = self.training_loss(images, logits, labels) if stage == "train" else self.criterion(logits, labels)
         mean_loss, acc = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
         # update(), not forward(): logged per epoch only, so no per-batch value needs computing.
         mean_loss.update(loss.detach(), weight=len(labels))
@@ -102,6 +110,17 @@ class Classifier(L.LightningModule):
         self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=stage != "test")
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=True)
         return logits if return_logits else loss
+
+    def training_loss(self, images: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """What training minimises (and logs as train/loss): the cross-entropy, or with a teacher
+        its share of it and of the distillation term (mnist_budget.training.distill)."""
+        hard = self.criterion(logits, labels)
+        return hard if self.distillation is None else self.distillation.loss(images, logits, hard)
+
+    def on_fit_start(self) -> None:
+        # Lightning has moved and cast the student by now, never the teacher (no submodule).
+        if self.distillation is not None:
+            self.distillation.follow(self.net)
 
     def on_train_start(self) -> None:
         # The sanity check ran validation already: forget it (val/acc_best never sees it, and a
