@@ -66,6 +66,14 @@ def runs_on_slurm(launcher: Any) -> bool:
     return str((launcher or {}).get("_target_", "")).endswith("SlurmLauncher")
 
 
+SEARCH_SWEEPER = "hydra_plugins.mnist_budget_plugins.OptunaSearch"  # conf/hydra/sweeper/optuna_search.yaml
+
+
+def runs_search(cfg: DictConfig) -> bool:
+    """Whether a composed config runs the project's Optuna search (``hparams_search=<name>``)."""
+    return OmegaConf.select(cfg, "hydra.sweeper._target_") == SEARCH_SWEEPER
+
+
 def is_positive_int(value: object) -> bool:
     """An int of at least 1 (a bool is not a count)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -43,7 +43,8 @@ class FastCNN(nn.Module):
         dropout_on: str = "features",
     ) -> None:
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
-        4x4; ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
+        4x4 (an entry of 0 leaves that conv out, so that a search can choose how many there are:
+        conf/hparams_search/architecture.yaml); ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
         of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the
         smallest budgets (the first conv, on one input channel, never is); ``deskew``: shear each
         input upright first (``mnist_budget.models.deskew``, no parameters); ``pool_first``: pool
@@ -65,9 +66,16 @@ class FastCNN(nn.Module):
             raise UserError(
                 f"model.net.dropout_on={dropout_on!r} is invalid: use maps (the pooled 4x4 maps) or features (after the global pool)"
             )
+        c1, c2, c3, *tail = channels
+        if min(c1, c2, c3, *tail) < 0 or 0 in (c1, c2, c3):
+            raise UserError(
+                f"model.net.channels={list(channels)} is invalid: the first three widths must be positive and the "
+                "4x4 convs' widths positive or 0 (none)"
+            )
+        tail = [width for width in tail if width]
+        channels = [c1, c2, c3, *tail]
         if not 0 <= separable < len(channels):
             raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
-        c1, c2, c3, *tail = channels
         first_separable = len(channels) - separable  # index into channels
 
         def conv(index: int, width: int, out: int, padding: int) -> nn.Module:

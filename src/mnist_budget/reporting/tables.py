@@ -18,10 +18,11 @@ from mnist_budget.reporting.results import FAILURE_FILE, final_val_acc
 
 
 def collect_results(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every training run's results.json under the given folders (searched recursively), by experiment name."""
+    """Every tested training run's results.json under the given folders (searched recursively), by experiment name."""
     files = sorted({file for path in paths for file in ([path] if path.is_file() else path.rglob("results.json"))})
     results = (json.loads(file.read_text()) for file in files)
-    training = [r for r in results if r.get("task", "train") == "train"]  # eval runs write results.json too
+    # eval runs write results.json too; a search's trials were never tested (test_after_training=false)
+    training = [r for r in results if r.get("task", "train") == "train" and "test_acc" in r]
     return sorted(training, key=lambda r: (r.get("experiment") or "", r["model"]))
 
 
@@ -223,7 +224,18 @@ def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
     # conf/config.yaml's optimized_metric: val/acc ranks the final weights, val/acc_best the best epoch
     final = bool(finished) and finished[0].get("optimized_metric") == "val/acc"
     best = max(finished, key=lambda j: j["final_val_acc" if final else "best_val_acc"], default=None)
-    header = ["job", *axes, "params", "epochs", "best val acc", "final val acc", "test acc", "seconds", "status"]
+    tested = any("test_acc" in job for job in finished)  # a search's trials are not: no column to choose on
+    header = [
+        "job",
+        *axes,
+        "params",
+        "epochs",
+        "best val acc",
+        "final val acc",
+        *(["test acc"] if tested else []),
+        "seconds",
+        "status",
+    ]
     rows = []
     for job in jobs:
         settings = dict(o.partition("=")[::2] for o in job.get("overrides", []))
@@ -237,12 +249,12 @@ def sweep_summary(sweep_dir: Path) -> tuple[list[str], list[list[str]]]:
                 str(job["epochs"]),
                 f"{100 * job['best_val_acc']:.2f} %",
                 f"{100 * job['final_val_acc']:.2f} %",
-                f"{100 * job['test_acc']:.2f} %",
+                *([f"{100 * job['test_acc']:.2f} %" if "test_acc" in job else ""] if tested else []),
                 f"{job['train_seconds']:.1f}",
                 "ok",
             ]
         else:
-            cells += ["", "", "", "", "", "", f"{job['status']}: {job.get('error', '')}"]
+            cells += [""] * (len(header) - len(cells) - 1) + [f"{job['status']}: {job.get('error', '')}"]
         rows.append(cells)
     return header, rows
 
@@ -253,8 +265,9 @@ def write_sweep_summary(sweep_dir: Path) -> None:
     text = io.StringIO()
     csv.writer(text).writerows([header, *rows])
     write_atomically(sweep_dir / "summary.csv", text.getvalue())
-    counts = {status: sum(row[-1].startswith(status) for row in rows) for status in ("failed", "interrupted", "pruned")}
-    ended = ", ".join(f"{count} {status}" for status, count in counts.items() if count or status != "pruned")
+    statuses = ("failed", "interrupted", "pruned", "over budget")
+    counts = {status: sum(row[-1].startswith(status) for row in rows) for status in statuses}
+    ended = ", ".join(f"{count} {status}" for status, count in counts.items() if count or status in statuses[:2])
     markdown = (
         f"# Sweep {sweep_dir}\n\n{len(rows)} jobs, {ended}; (best): highest validation accuracy "
         f"by the sweep's optimized_metric (best epoch, or final weights for val/acc). "
@@ -308,6 +321,8 @@ def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
     finished = [job for job in sweep_jobs(sweep_dir) if job["status"] == "ok"]
     if not finished:
         return []
+    if not all("test_acc" in job for job in finished):  # a search's trials: validation is what they are chosen on
+        return validation_plot(sweep_dir, finished)
     swept = varying_overrides(finished)
     axes = [axis for axis in swept if axis.lstrip("+~") != "seed"]
     if not axes:
@@ -325,6 +340,19 @@ def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
         ]
         panels.append((axis, groups))
     plot_accuracy_ranges(panels, sweep_dir / "summary.png", f"Sweep {sweep_dir.name}: test accuracy by swept key")
+    return panels
+
+
+def validation_plot(sweep_dir: Path, finished: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """summary.png of untested jobs (a search's trials): each job's validation accuracy, the one the
+    summary ranks by, against its parameter count."""
+    final = finished[0].get("optimized_metric") == "val/acc"
+    groups = []
+    for job in sorted(finished, key=lambda j: j["params"]):
+        value = 100 * (final_val_acc(job.get("history", [])) if final else job["best_val_acc"])
+        groups.append({"x": f"{job['params']:,}", "mean": value, "min": value, "max": value, "label": job["job"]})
+    panels = [("parameters", groups)]
+    plot_accuracy_ranges(panels, sweep_dir / "summary.png", f"{sweep_dir.name}: validation accuracy by network size")
     return panels
 
 
@@ -347,7 +375,11 @@ def seed_plot(sweep_dir: Path, finished: list[dict[str, Any]], by_seed: bool) ->
         return math.nan if value is None else 100 * value
 
     points = [
-        {"x": job_seed(job) if by_seed else job["job"], "test": 100 * job["test_acc"], "val": val_acc(job)}
+        {
+            "x": job_seed(job) if by_seed else job["job"],
+            "test": 100 * job.get("test_acc", math.nan),
+            "val": val_acc(job),
+        }
         for job in finished
     ]
     if by_seed and all(number(point["x"]) is not None for point in points):

@@ -15,18 +15,24 @@ from optuna.trial import TrialState
 from optuna.visualization.matplotlib import plot_optimization_history, plot_param_importances
 
 from mnist_budget.reporting.tables import write_sweep_summary
-from mnist_budget.search.space import as_overrides
-from mnist_budget.search.study import PRUNED_AT, counts_toward_total
+from mnist_budget.search.budget import is_over_budget
+from mnist_budget.search.identity import Recipe, plain_command_line
+from mnist_budget.search.study import PRUNED_AT, counts_toward_total, recipe
 
 log = logging.getLogger(__name__)
+UNCOUNTED = ("interrupted", "over budget")  # trials that n_trials does not count (study.counts_toward_total)
 PLOTS = {"optimization_history.png": plot_optimization_history, "param_importances.png": plot_param_importances}
 
 
 def state_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by how they ended (interrupted trials, which are retried, apart from failed ones)."""
+    """Trials by how they ended (interrupted trials, which are retried, apart from failed ones; a
+    network over the budget apart from pruned ones)."""
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
-        name = trial.state.name.lower() if counts_toward_total(trial) else "interrupted"
+        if is_over_budget(trial):
+            name = "over budget"
+        else:
+            name = trial.state.name.lower() if counts_toward_total(trial) else "interrupted"
         counts[name] = counts.get(name, 0) + 1
     return counts
 
@@ -47,13 +53,13 @@ def write_plots(study: optuna.Study, folder: Path) -> list[Path]:
 
 
 def best_command(study: optuna.Study, arguments: list[str]) -> str | None:
-    """The command that trains the best trial's values alone (the search's own settings, such as
-    the search config's evaluation, come from ``hparams_search``'s YAML and are not repeated)."""
+    """The command that trains the best trial alone: the overrides its results.json records (the
+    command line's, the search config's own settings, the trial's values: identity.Recipe)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
-    kept = [a for a in arguments if not a.startswith(("hparams_search=", "hydra.", "+hydra.")) and "(" not in a]
-    return shlex.join(["python", "run.py", *kept, *as_overrides(study.best_trial.params)])
+    saved = recipe(study) or Recipe(plain_command_line(arguments), [], [])
+    return shlex.join(["python", "run.py", *saved.overrides(study.best_trial.params)])
 
 
 def report(study: optuna.Study, folder: Path, arguments: list[str], n_trials: int) -> list[str]:
@@ -63,7 +69,7 @@ def report(study: optuna.Study, folder: Path, arguments: list[str], n_trials: in
     counts = state_counts(study)
     pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)) if PRUNED_AT in t.user_attrs]
     lines = [
-        f"study {study.study_name!r}: {sum(v for k, v in counts.items() if k != 'interrupted')} of {n_trials} trials ("
+        f"study {study.study_name!r}: {sum(v for k, v in counts.items() if k not in UNCOUNTED)} of {n_trials} trials ("
         + ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
         + f"); summary: {folder / 'summary.md'}"
     ]

@@ -17,6 +17,7 @@ does for a trial stopped by SIGTERM or Ctrl-C; the retry resumes from the stoppe
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,14 +35,20 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from mnist_budget.errors import UserError, first_line
+from mnist_budget.reporting.sweep import record_failure
 from mnist_budget.rules import check_writable, is_positive_int
+from mnist_budget.search.budget import is_over_budget
+from mnist_budget.search.identity import Recipe, changed_settings
 from mnist_budget.search.space import describe
 
 SPACE_ATTR = "search_space"  # the study's user attribute that records its search space
+FIXED_ATTR = "fixed_settings"  # the study's user attribute: every setting it does not search (identity.py)
+RECIPE_ATTR = "recipe"  # the study's user attribute: how to train one of its trials alone (identity.Recipe)
 INTERRUPTED = "interrupted"  # a failed trial's user attribute: why it stopped (it is retried)
 RETRY_OF = "retry_of"  # a trial's user attribute: the number of the stopped trial it repeats
 PRUNED_AT = "pruned_at_epoch"  # a pruned trial's user attribute: the last epoch it trained
 
+log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the search logs its own lines
 
 
@@ -58,6 +65,7 @@ class SearchSettings:
     pruner: Any  # a pruner config, or None
     prune_on: str  # the metric reported to the pruner after each validation
     params: Mapping[str, Any]  # the search space, in Hydra's sweep syntax
+    max_over_budget: int  # shapes over model.budget (never trained) after which the search stops
     heartbeat_s: float
     stale_after_s: float
     sweep_dir: Path
@@ -75,6 +83,7 @@ def settings_of(sweeper: DictConfig, sweep_dir: str | Path) -> SearchSettings:
         pruner=values.get("pruner"),
         prune_on=str(values.get("prune_on", "val/acc")),
         params=values.get("params") or {},
+        max_over_budget=values.get("max_over_budget", 500),
         heartbeat_s=float(values.get("heartbeat_s", 10)),
         stale_after_s=float(values.get("stale_after_s", 60)),
         sweep_dir=Path(sweep_dir),
@@ -114,11 +123,18 @@ def unreachable(url: str, err: BaseException) -> UserError:
     )
 
 
-def check_settings(settings: SearchSettings, space: Mapping[str, BaseDistribution]) -> None:
+def check_settings(
+    settings: SearchSettings, space: Mapping[str, BaseDistribution], fixed: Mapping[str, str] | None = None
+) -> None:
     """Before any trial starts: counts, direction, the storage, and an existing study of that name
-    with another direction or search space. Writes nothing."""
+    with another direction, search space or fixed settings (``fixed``: identity.fixed_settings).
+    Writes nothing."""
     if not is_positive_int(settings.n_trials):
         raise UserError(f"hydra.sweeper.n_trials={settings.n_trials!r} is invalid: it must be a positive integer")
+    if not is_positive_int(settings.max_over_budget):
+        raise UserError(
+            f"hydra.sweeper.max_over_budget={settings.max_over_budget!r} is invalid: it must be a positive integer"
+        )
     if not is_positive_int(settings.n_jobs):
         raise UserError(f"hydra.sweeper.n_jobs={settings.n_jobs!r} is invalid: it must be a positive integer (workers)")
     if settings.direction not in ("maximize", "minimize"):
@@ -137,6 +153,13 @@ def check_settings(settings: SearchSettings, space: Mapping[str, BaseDistributio
         raise UserError(
             f"study {settings.study_name!r} in {settings.storage} searched another space (first difference: "
             f"{changed[0][0]}): name another study (hydra.sweeper.study_name=...) to search this one"
+        )
+    changed = changed_settings(existing.user_attrs.get(FIXED_ATTR) or {}, fixed or {})
+    if existing.user_attrs.get(FIXED_ATTR) is not None and fixed is not None and changed:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise UserError(
+            f"study {settings.study_name!r} in {settings.storage} was searched with {changed[0]}{more}: run it with the "
+            "settings it was searched with, or name a new study (hydra.sweeper.study_name=...)"
         )
 
 
@@ -175,12 +198,17 @@ def existing_database(url: str) -> BaseStorage | None:
 
 
 def open_study(
-    settings: SearchSettings, space: Mapping[str, BaseDistribution], worker: int = 0, storage: BaseStorage | None = None
+    settings: SearchSettings,
+    space: Mapping[str, BaseDistribution],
+    worker: int = 0,
+    storage: BaseStorage | None = None,
+    identity: tuple[Mapping[str, str], Recipe] | None = None,
 ) -> optuna.Study:
     """The study, created on first use. Each worker samples with its own seed: the sampler's seed,
     plus 1,000 times the worker's number, plus the trials the study already has; so two workers,
     or a run that continues a study, do not propose the trials already proposed, and a new study
-    searched by one worker proposes the same trials each time."""
+    searched by one worker proposes the same trials each time. ``identity``: the fixed settings
+    and the recipe (identity.py) that the search command records with a study that has none yet."""
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage or make_storage(settings),
@@ -194,7 +222,16 @@ def open_study(
     study.sampler = instantiate(sampler_config)
     if SPACE_ATTR not in study.user_attrs:
         study.set_user_attr(SPACE_ATTR, describe(space))
+    if identity is not None and FIXED_ATTR not in study.user_attrs:
+        study.set_user_attr(FIXED_ATTR, dict(identity[0]))
+        study.set_user_attr(RECIPE_ATTR, identity[1].as_dict())
     return study
+
+
+def recipe(study: optuna.Study) -> Recipe | None:
+    """How to train one of the study's trials alone (``None`` for a study made before it was kept)."""
+    saved = study.user_attrs.get(RECIPE_ATTR)
+    return Recipe(**saved) if saved else None
 
 
 def trial_folder(sweep_dir: Path, number: int) -> Path:
@@ -248,8 +285,14 @@ def retry_stale_and_interrupted(study: optuna.Study, storage: BaseStorage, setti
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if is_stale(trial, settings.sweep_dir, settings.stale_after_s):
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_user_attr(trial_id, INTERRUPTED, f"no heartbeat for over {settings.stale_after_s:g} s")
+            why = f"no heartbeat for over {settings.stale_after_s:g} s (its process died)"
+            storage.set_trial_user_attr(trial_id, INTERRUPTED, why)
             storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            # Its process wrote no record: the summary's row for it comes from this one.
+            overrides = (recipe(study) or Recipe([], [], [])).overrides(trial.params)
+            folder = trial_folder(settings.sweep_dir, trial.number)
+            folder.mkdir(parents=True, exist_ok=True)
+            record_failure(folder, f"{why}; the next trial retries it", status="interrupted", overrides=overrides)
     trials = study.get_trials(deepcopy=False)
     retried = {trial.user_attrs.get(RETRY_OF) for trial in trials}
     enqueued = []
@@ -261,8 +304,9 @@ def retry_stale_and_interrupted(study: optuna.Study, storage: BaseStorage, setti
 
 
 def counts_toward_total(trial: FrozenTrial) -> bool:
-    """Every trial but an interrupted one (its retry counts instead)."""
-    return not (trial.state == TrialState.FAIL and INTERRUPTED in trial.user_attrs)
+    """Every trial but an interrupted one (its retry counts instead) and a network over the budget
+    (never trained: ``n_trials`` counts trained trials)."""
+    return not (trial.state == TrialState.FAIL and INTERRUPTED in trial.user_attrs) and not is_over_budget(trial)
 
 
 def next_trial(
@@ -274,5 +318,12 @@ def next_trial(
         trials = study.get_trials(deepcopy=False)
         waiting = any(trial.state == TrialState.WAITING for trial in trials)
         if not waiting and sum(map(counts_toward_total, trials)) >= settings.n_trials:
+            return None
+        if sum(map(is_over_budget, trials)) >= settings.max_over_budget:
+            log.warning(
+                "search stops: %d shapes over model.budget (hydra.sweeper.max_over_budget): lower the ranges of "
+                "hydra.sweeper.params, or raise model.budget",
+                settings.max_over_budget,
+            )
             return None
         return study.ask(dict(space))

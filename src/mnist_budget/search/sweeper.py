@@ -17,12 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra import compose
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from mnist_budget.search.identity import Recipe, fixed_settings, plain_command_line, recipe_of
 from mnist_budget.search.report import report
 from mnist_budget.search.space import parse_space
 from mnist_budget.search.study import (
@@ -53,6 +55,13 @@ class SearchSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
+    def identity(self, arguments: list[str], searched: list[str]) -> tuple[dict[str, str], Recipe]:
+        """The study's fixed settings, and its recipe, which needs the config of the same command
+        without the search (composed by Hydra's compose API, in this Hydra run's config search path)."""
+        assert self.config is not None
+        plain = compose(config_name=self.config.hydra.job.config_name, overrides=plain_command_line(arguments))
+        return fixed_settings(self.config, searched), recipe_of(self.config, plain, arguments, searched)
+
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -61,7 +70,7 @@ class SearchSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         storage = make_storage(settings)
-        study = open_study(settings, space, storage=storage)
+        study = open_study(settings, space, storage=storage, identity=self.identity(arguments, list(space)))
         with search_lock(sweep_dir):
             retried = retry_stale_and_interrupted(study, storage, settings)
         done = sum(counts_toward_total(t) and t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))

@@ -19,7 +19,7 @@ from mnist_budget.data.sets import dataset_name
 from mnist_budget.errors import UserError, find_user_error, first_line
 from mnist_budget.hardware import run_settings
 from mnist_budget.models import check_network
-from mnist_budget.rules import runs_on_slurm
+from mnist_budget.rules import runs_on_slurm, runs_search
 from mnist_budget.training.distill import load_teacher
 from mnist_budget.training.optim import build_optimizer
 
@@ -56,11 +56,34 @@ def check_trainer_arguments(names: list[str]) -> None:
             )
 
 
+def searched_shape(cfg: DictConfig) -> DictConfig:
+    """The config whose network meets the budget: the run's own, or for a search over the network's
+    shape (``model.net.*`` keys in its space) the smallest shape the space holds, so that a budget
+    nothing fits is refused in one line before any trial."""
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    if not runs_search(cfg) or not params:
+        return cfg
+    from mnist_budget.search.budget import shape_keys, smallest_shape, with_values  # Optuna: a search's only
+    from mnist_budget.search.space import parse_space
+
+    space = parse_space(OmegaConf.to_container(params, resolve=True))
+    if not shape_keys(space):
+        return cfg
+    values, params = smallest_shape(space, cfg)
+    if params > cfg.model.budget:
+        shape = " ".join(f"{key}={value}" for key, value in values.items())
+        raise UserError(
+            f"model.budget={cfg.model.budget} is below the smallest network of the search space ({params:,} parameters: "
+            f"{shape}): raise model.budget, or lower the ranges of hydra.sweeper.params"
+        )
+    return with_values(cfg, values)
+
+
 def check_training(cfg: DictConfig, run_dir: Path, multirun: bool) -> None:
     """The network and the augmentation on a small batch, the optimiser on the network, the extra training digits, the
     teacher to distil from (``distill.teacher``: read and checked, not kept), and the checkpoint to resume (a sweep's
     jobs each have their own folder: ``ckpt_path`` is checked per job)."""
-    net = check_network(cfg.model.net, cfg.model.name, cfg.model.budget)
+    net = check_network(searched_shape(cfg).model.net, cfg.model.name, cfg.model.budget)
     build_optimizer(OmegaConf.to_container(cfg.optim, resolve=True), net.parameters())
     if cfg.get("augment"):
         check_augment(cfg.augment)

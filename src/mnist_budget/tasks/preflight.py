@@ -43,6 +43,7 @@ from mnist_budget.rules import (
     positive_number,
     required,
     runs_on_slurm,
+    runs_search,
 )
 
 # Hydra flags after which the command does not train (or is not ours to check).
@@ -173,12 +174,9 @@ def check_data_files(cfg: DictConfig) -> None:
     )
 
 
-SEARCH_SWEEPER = "hydra_plugins.mnist_budget_plugins.OptunaSearch"
-
-
 def check_search(cfg: DictConfig, overrides: list[str]) -> None:
     """A search (hydra/sweeper=optuna_search): its space, counts and storage, before any trial."""
-    if OmegaConf.select(cfg, "hydra.sweeper._target_") != SEARCH_SWEEPER:
+    if not runs_search(cfg):
         return
     sweeps = [
         o
@@ -197,13 +195,14 @@ def check_search(cfg: DictConfig, overrides: list[str]) -> None:
             "conf/hparams_search/); give one value, or add the key to the space"
         )
     # Imported only for a search: Optuna is not needed by any other command.
+    from mnist_budget.search.identity import fixed_settings
     from mnist_budget.search.space import check_space, parse_space
     from mnist_budget.search.study import check_settings, settings_of
 
     settings = settings_of(cfg.hydra.sweeper, str(cfg.hydra.sweep.dir))
     space = parse_space(settings.params)
     check_space(space, cfg)
-    check_settings(settings, space)
+    check_settings(settings, space, fixed_settings(cfg, list(space)))
 
 
 def check_can_listen(host: str, port: int) -> None:

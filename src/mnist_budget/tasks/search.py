@@ -30,6 +30,8 @@ from mnist_budget.checkpoints import last_checkpoint_path
 from mnist_budget.errors import Interrupted, find_user_error, first_line
 from mnist_budget.reporting.sweep import record_failure, update_summary
 from mnist_budget.rules import check_config
+from mnist_budget.search.budget import OVER_BUDGET, PARAMETERS, network_parameters
+from mnist_budget.search.identity import Recipe, plain_command_line
 from mnist_budget.search.space import as_overrides, parse_space
 from mnist_budget.search.study import (
     INTERRUPTED,
@@ -40,16 +42,17 @@ from mnist_budget.search.study import (
     make_storage,
     next_trial,
     open_study,
+    recipe,
     settings_of,
     trial_folder,
 )
 from mnist_budget.stopping import STOP, request_stop
-from mnist_budget.tasks.train import recorded_overrides, train
+from mnist_budget.tasks.train import recorded_overrides, run_overrides, train
 
 log = logging.getLogger(__name__)
 
 
-def trial_config(cfg: DictConfig, trial: Trial, settings: SearchSettings) -> DictConfig:
+def trial_config(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: SearchSettings) -> DictConfig:
     """The job's config with the trial's values, its own folder, and (for a retry) the stopped
     trial's last checkpoint to resume from."""
     trial_cfg = copy.deepcopy(cfg)
@@ -57,7 +60,9 @@ def trial_config(cfg: DictConfig, trial: Trial, settings: SearchSettings) -> Dic
         for key, value in trial.params.items():
             OmegaConf.update(trial_cfg, key, value, merge=False)
         trial_cfg.paths.output_dir = str(trial_folder(settings.sweep_dir, trial.number))
-        trial_cfg.search_overrides = as_overrides(trial.params)
+        # What training this trial alone takes, which its results.json records (identity.Recipe).
+        saved = recipe(study) or Recipe(plain_command_line(run_overrides()), [], [])
+        trial_cfg.search_overrides = saved.overrides(trial.params)
         retry_of = trial.user_attrs.get(RETRY_OF)
         saved = last_checkpoint_path(trial_folder(settings.sweep_dir, retry_of)) if retry_of is not None else None
         trial_cfg.ckpt_path = str(saved) if saved is not None and saved.is_file() else None
@@ -66,17 +71,19 @@ def trial_config(cfg: DictConfig, trial: Trial, settings: SearchSettings) -> Dic
 
 def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: SearchSettings) -> None:
     """Train one trial and tell the study how it ended (an interruption is re-raised)."""
-    trial_cfg = trial_config(cfg, trial, settings)
+    trial_cfg = trial_config(cfg, study, trial, settings)
     folder, overrides = Path(trial_cfg.paths.output_dir), recorded_overrides(trial_cfg)
     log.info(
         "trial %d: %s%s",
         trial.number,
-        " ".join(trial_cfg.search_overrides),
+        " ".join(as_overrides(trial.params)),
         f" (resuming {trial_cfg.ckpt_path})" if trial_cfg.ckpt_path else "",
     )
     pruning = PyTorchLightningPruningCallback(trial, monitor=settings.prune_on)
     try:
         check_config(trial_cfg)  # the trial's sampled values, by the rules every run's values meet
+        if over_budget(study, trial, trial_cfg, overrides):
+            return
         with heartbeat(folder, settings.heartbeat_s):
             metrics = train(trial_cfg, pruning)
     except optuna.TrialPruned:
@@ -104,6 +111,24 @@ def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: Sear
     else:
         study.tell(trial, value)
     log.info("trial %d: %s = %.4f", trial.number, cfg.optimized_metric, value)
+
+
+def over_budget(study: optuna.Study, trial: Trial, trial_cfg: DictConfig, overrides: list[str]) -> bool:
+    """Count the trial's network and tell Optuna by how much it is over ``model.budget`` (a
+    constraint, feasible at 0 or below). A network over it is not trained: the trial ends now as
+    "over budget" (pruned, so that it counts neither as complete nor as failed)."""
+    params, budget = network_parameters(trial_cfg), int(trial_cfg.model.budget)
+    trial.set_user_attr(PARAMETERS, params)
+    trial.set_constraint(OVER_BUDGET, params - budget)
+    if params <= budget:
+        return False
+    reason = f"{params:,} parameters, over model.budget={budget:,}; not trained"
+    folder = Path(trial_cfg.paths.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record_failure(folder, reason, status="over budget", overrides=overrides)
+    study.tell(trial, state=TrialState.PRUNED)
+    log.info("trial %d: %s", trial.number, reason)
+    return True
 
 
 def run_trials(cfg: DictConfig) -> dict[str, float]:

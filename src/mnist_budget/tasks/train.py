@@ -1,4 +1,5 @@
-"""``task=train``: fit, test the final (or the best) weights on the official test set, write the results."""
+"""``task=train``: fit, test the final (or the best) weights on the official test set (unless
+``test_after_training`` is false: a search's trials), write the results."""
 
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ def run_overrides() -> list[str]:
 
 
 def recorded_overrides(cfg: DictConfig) -> list[str]:
-    """What results.json records as the run's overrides: the command line's, and a search trial's
-    values (``search_overrides``, set by mnist_budget.tasks.search)."""
-    return run_overrides() + list(cfg.get("search_overrides") or [])
+    """What results.json records as the run's overrides: the command line's, or for a search trial
+    those that train it alone (``search_overrides``, set by mnist_budget.tasks.search)."""
+    return list(cfg.search_overrides) if cfg.get("search_overrides") else run_overrides()
 
 
 def compared_knobs(cfg: DictConfig, params: int, precision: str) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def train_results(
     settings: RunSettings,
     hardware: dict[str, Any],
     metrics: dict[str, float],
-    test_report: dict[str, Any],
+    test_report: dict[str, Any] | None,
     params: int,
     epochs: list[dict[str, Any]],
     train_seconds: float,
@@ -143,8 +144,11 @@ def train_results(
         "stopped_by": why_training_stopped(trainer),
         "best_val_acc": metrics["val/acc_best"],
         "optimized_metric": cfg.optimized_metric,  # what a sweep over this run ranks it by
-        **test_set_scores(
-            test_report, {"test/acc": metrics["test/acc"], "test/loss": metrics["test/loss"]}, bool(cfg.eval_tta)
+        "tested": test_report is not None,  # false: a search trial, scored on validation alone
+        **(
+            test_set_scores(test_report, metrics, bool(cfg.eval_tta))
+            if test_report is not None
+            else {"eval_tta": bool(cfg.eval_tta)}
         ),
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, len(epochs)), 2),
@@ -158,7 +162,7 @@ def train_results(
         "processes": trainer.world_size,
         "global_batch_size": cfg.data.batch_size * trainer.world_size,
         "tags": list(cfg.get("tags") or []),
-        "chance_level": metrics["test/acc"] < CHANCE_LEVEL,
+        "chance_level": metrics.get("test/acc", metrics["val/acc"]) < CHANCE_LEVEL,
         "dataset": dataset_name(cfg),
         "val_size": cfg.data.get("val_size"),
         "extra_train": cfg.data.get("extra_train") is not None,
@@ -197,46 +201,55 @@ def train(cfg: DictConfig, *callbacks: Callback) -> dict[str, float]:
     # Read now: testing a checkpoint restores the callbacks' state, history included, as of that epoch.
     epochs, train_seconds = list(history.history), history.train_seconds
     checkpoints = tested_checkpoint(trainer, cfg.test_checkpoint)
-    log.debug("testing %s on the official test set", checkpoints[1] or "the last weights")
-    (test_metrics,) = trainer.test(
-        module, datamodule=datamodule, ckpt_path=checkpoints[1], weights_only=True, verbose=False
-    )
     metrics = {
         # From the history rather than the MaxMetric: the history survives a resume from ckpt_path.
         "val/acc_best": max((row["val/acc"] for row in epochs if "val/acc" in row), default=float("nan")),
         "val/acc": final_val_acc(epochs),  # the final weights'
-        "test/acc": test_metrics["test/acc"],
-        "test/loss": test_metrics["test/loss"],
     }
+    tested = bool(cfg.get("test_after_training", True))
+    if tested:
+        metrics.update(test(trainer, module, datamodule, checkpoints[1]))
     if not trainer.is_global_zero:
         return metrics  # under DDP only rank 0 writes the results, plots and figures
-    test_report = module.test_report()
-    write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
+    test_report = module.test_report() if tested else None
+    if test_report is not None:
+        write_test_figures(test_report, output_dir, trainer.loggers, trainer.global_step)
     knobs = compared_knobs(cfg, budget.params, settings.precision)
     log_final_hyperparameters(trainer, knobs, {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items()})
     results = train_results(
         cfg, trainer, settings, hardware, metrics, test_report, budget.params, epochs, train_seconds, checkpoints
     )
-    if results["chance_level"]:
+    if results.get("chance_level"):
         log.warning(
-            "test accuracy %.2f%% is at chance level (10 classes): this run learnt nothing useful "
+            "%s accuracy %.2f%% is at chance level (10 classes): this run learnt nothing useful "
             "(too short, or diverged: check optim.*); results.json says chance_level: true",
-            100 * metrics["test/acc"],
+            "test" if tested else "validation",
+            100 * metrics.get("test/acc", metrics["val/acc"]),
         )
     write_results(output_dir / "results.json", results)
     for folder in checkpoint_folders(trainer):  # the model card beside the checkpoints it describes
         write_card(folder, results, results_path=output_dir / "results.json")
     if epochs:
         plot_history(epochs, output_dir / "training_metrics.png")
+    scored = (
+        f"test accuracy {100 * metrics['test/acc']:.2f}% ({'best' if checkpoints[1] else 'final'} weights, official 10k test set)"
+        if tested
+        else f"validation accuracy {100 * metrics['val/acc']:.2f}% (final weights; not tested: test_after_training=false)"
+    )
     log.info(
-        "%s: test accuracy %.2f%% (%s weights, official 10k test set) after %d epochs, stopped by %s; "
-        "%.1f s of training; run folder: %s",
+        "%s: %s after %d epochs, stopped by %s; %.1f s of training; run folder: %s",
         cfg.model.name,
-        100 * metrics["test/acc"],
-        "best" if checkpoints[1] else "final",
+        scored,
         len(epochs),
         results["stopped_by"],
         train_seconds,
         output_dir,
     )
     return metrics
+
+
+def test(trainer: L.Trainer, module: Classifier, datamodule: Any, ckpt_path: str | None) -> dict[str, float]:
+    """The official test set's accuracy and loss of ``ckpt_path`` (``None``: the weights in hand)."""
+    log.debug("testing %s on the official test set", ckpt_path or "the last weights")
+    (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True, verbose=False)
+    return {"test/acc": test_metrics["test/acc"], "test/loss": test_metrics["test/loss"]}
