@@ -231,6 +231,9 @@ def test_a_search_killed_mid_trial_resumes_with_exactly_the_asked_trials(tmp_pat
     assert len(done) == 3 and [t.user_attrs.get(RETRY_OF) for t in done].count(killed[0].number) == 1
     params = [tuple(sorted(t.params.items())) for t in done]
     assert len(set(params)) == 3  # no trial run twice: the killed one's retry is its only repeat
+    rows = {row["job"].removesuffix(" (best)"): row for row in csv.DictReader((sweep / "summary.csv").open())}
+    assert len(rows) == 4 and rows[f"trial_{killed[0].number}"]["status"].startswith("interrupted: no heartbeat")
+    assert "4 jobs, 0 failed, 1 interrupted" in (sweep / "summary.md").read_text()
     print(
         f"\nkilled trial {killed[0].number}, retried as trial "
         f"{next(t.number for t in done if t.user_attrs.get(RETRY_OF) == killed[0].number)}; 3 trials complete"
