@@ -66,6 +66,7 @@ class SearchSettings:
     prune_on: str  # the metric reported to the pruner after each validation
     params: Mapping[str, Any]  # the search space, in Hydra's sweep syntax
     max_over_budget: int  # shapes over model.budget (never trained) after which the search stops
+    enqueue_base: bool  # a new study's first trial is the base config's own values of the searched keys
     heartbeat_s: float
     stale_after_s: float
     sweep_dir: Path
@@ -84,6 +85,7 @@ def settings_of(sweeper: DictConfig, sweep_dir: str | Path) -> SearchSettings:
         prune_on=str(values.get("prune_on", "val/acc")),
         params=values.get("params") or {},
         max_over_budget=values.get("max_over_budget", 500),
+        enqueue_base=bool(values.get("enqueue_base", False)),
         heartbeat_s=float(values.get("heartbeat_s", 10)),
         stale_after_s=float(values.get("stale_after_s", 60)),
         sweep_dir=Path(sweep_dir),

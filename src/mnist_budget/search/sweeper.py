@@ -40,6 +40,7 @@ from mnist_budget.stopping import STOP, exit_code, stoppable
 log = logging.getLogger(__name__)
 
 WORKER_TASK = "mnist_budget.tasks.search.run_trials"
+BASE = "base"  # the user attribute of a trial that runs the base config's own values (enqueue_base)
 
 
 class SearchSweeper(Sweeper):
@@ -72,6 +73,10 @@ class SearchSweeper(Sweeper):
         storage = make_storage(settings)
         study = open_study(settings, space, storage=storage, identity=self.identity(arguments, list(space)))
         with search_lock(sweep_dir):
+            if settings.enqueue_base and not study.get_trials(deepcopy=False):
+                base = {key: OmegaConf.select(self.config, key) for key in space}
+                study.enqueue_trial(base, user_attrs={BASE: True})
+                log.info("search %r: trial 0 is the base config's own values (enqueue_base)", study.study_name)
             retried = retry_stale_and_interrupted(study, storage, settings)
         done = sum(counts_toward_total(t) and t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
         log.info(
