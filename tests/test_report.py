@@ -103,3 +103,28 @@ def test_runs_scored_with_tta_are_another_config_and_say_so(tmp_path, capsys):
     main([str(tmp_path)])
     table = capsys.readouterr().out.split("Seed statistics")[0]
     assert sum("| TTA |" in line for line in table.splitlines()) == 2
+
+
+def test_the_frontier_joins_the_records_and_leaves_untested_trials_out(tmp_path, capsys):
+    runs = [
+        ("record_1k", 900, 0.990),
+        ("record_1k", 900, 0.992),
+        ("record_2k", 1900, 0.993),
+        ("record_2k", 1900, 0.994),
+    ]
+    runs += [("fast_cnn", 19_634, 0.995), ("fast_cnn", 19_634, 0.996)]
+    for index, (experiment, params, acc) in enumerate(runs):
+        result = {**seed_run(index % 2 + 1, acc, overrides=[]), "experiment": experiment, "params": params}
+        (tmp_path / f"run_{index}").mkdir()
+        (tmp_path / f"run_{index}" / "results.json").write_text(json.dumps(result))
+    trial = {key: value for key, value in fake_result("search_trial", 0.5).items() if key != "test_acc"}
+    (tmp_path / "trial_0").mkdir()
+    (tmp_path / "trial_0" / "results.json").write_text(json.dumps({**trial, "tested": False}))
+    main([str(tmp_path), "--frontier", str(tmp_path / "frontier.png")])
+    out = capsys.readouterr().out
+    assert "search_trial" not in out and (tmp_path / "frontier.png").stat().st_size > 10_000
+
+    from mnist_budget.reporting.tables import collect_results, frontier_plot
+
+    frontier = frontier_plot(collect_results([tmp_path]), tmp_path / "again.png")
+    assert [(p["x"], round(p["mean"], 2), p["min"]) for p in frontier] == [(900, 99.1, 99.0), (1900, 99.35, 99.3)]

@@ -217,3 +217,73 @@ def plot_per_run(
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     render(fig, path)
+
+
+def plot_frontier(
+    frontier: list[dict[str, Any]], others: list[dict[str, Any]], anchors: dict[str, list], path: Path
+) -> None:
+    """Parameters (log) against test accuracy: the frontier's points (``frontier``: mean with its
+    seeds' min–max, joined by a line), the other recipes measured beside them, and ``anchors``
+    (``earlier``: this project's earlier recipes; ``public``: published figures), each labelled with
+    its conditions. Saved as a PNG."""
+    fig, ax = plt.subplots(figsize=(10, 6))
+    frontier = sorted(frontier, key=lambda point: point["x"])
+    ax.plot([p["x"] for p in frontier], [p["mean"] for p in frontier], "-", color="tab:blue", alpha=0.6)
+    for points, colour, marker, name in (
+        (frontier, "tab:blue", "o", "frontier: five-seed mean, bar min–max"),
+        (others, "tab:gray", "s", "other recipes measured here"),
+    ):
+        for index, point in enumerate(points):
+            yerr = [[point["mean"] - point["min"]], [point["max"] - point["mean"]]]
+            ax.errorbar(
+                point["x"],
+                point["mean"],
+                yerr=yerr,
+                fmt=marker,
+                color=colour,
+                capsize=4,
+                label=name if index == 0 else None,
+            )
+            ax.annotate(
+                point["label"],
+                (point["x"], point["max"]),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=7,
+                color=colour,
+            )
+    styles = {
+        "earlier": ("tab:green", "D", "this project's earlier recipes"),
+        "public": ("tab:red", "x", "public claims"),
+    }
+    for kind, points in anchors.items():
+        colour, marker, name = styles[kind]
+        for index, point in enumerate(points):
+            ax.plot(
+                point["params"],
+                point["accuracy"],
+                marker,
+                color=colour,
+                markersize=7,
+                markeredgewidth=2,
+                label=name if index == 0 else None,
+            )
+            ax.annotate(
+                f"{point['name']}: {point['conditions']}",
+                (point["params"], point["accuracy"]),
+                textcoords="offset points",
+                xytext=(6, -10),
+                fontsize=6,
+                color=colour,
+            )
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="trainable parameters",
+        ylabel="test accuracy, official 10k (%)",
+        title="The frontier: the best network found for each parameter budget, five seeds each",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    render(fig, path)

@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_budget.reporting.tables import collect_results, plot_records, results_table, seed_statistics, seed_table
+from mnist_budget.reporting.tables import (
+    collect_results,
+    frontier_plot,
+    plot_records,
+    results_table,
+    seed_statistics,
+    seed_table,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,6 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="write the tables here as well as to stdout")
     parser.add_argument(
         "--plot", type=Path, help="also draw parameters against test accuracy (mean, min–max over seeds) as this PNG"
+    )
+    parser.add_argument(
+        "--frontier",
+        type=Path,
+        help="also draw the frontier (record_* recipes joined, others beside, public and earlier figures marked) as this PNG",
     )
     args = parser.parse_args(argv)
     results = collect_results(args.runs)
@@ -34,3 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         plot_records(results, args.plot)
         print(f"plot: {args.plot}")
+    if args.frontier:
+        frontier_plot(results, args.frontier)
+        print(f"frontier: {args.frontier}")

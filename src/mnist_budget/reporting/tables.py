@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mnist_budget.files import write_atomically
-from mnist_budget.reporting.plots import number, plot_accuracy_ranges, plot_per_run
+from mnist_budget.reporting.plots import number, plot_accuracy_ranges, plot_frontier, plot_per_run
 from mnist_budget.reporting.results import FAILURE_FILE, final_val_acc
 
 
@@ -311,6 +313,29 @@ def plot_records(results: list[dict[str, Any]], path: Path) -> list[dict[str, An
         "published claim or target (the first figure it states)",
     )
     return groups
+
+
+ANCHORS = Path(__file__).with_name("frontier_anchors.yaml")  # shipped in the package, beside this module
+
+
+def frontier_plot(results: list[dict[str, Any]], path: Path, anchors: Path = ANCHORS) -> list[dict[str, Any]]:
+    """docs/frontier.md's plot: the record recipes' five-seed figures as the frontier (runs tagged
+    ``record``), every other recipe among ``results`` beside it, and the anchors of ``anchors``.
+    Returns the frontier's points (accuracies in %)."""
+    points = []
+    for row in seed_statistics(results, key=across_hardware):
+        point = {
+            "x": row["params"],
+            "mean": 100 * row["mean"],
+            "min": 100 * row["min"],
+            "max": 100 * row["max"],
+            "label": f"{row['experiment']}: {100 * row['mean']:.2f} %",
+            "record": str(row["experiment"]).startswith("record_"),
+        }
+        points.append(point)
+    frontier = [p for p in points if p["record"]]
+    plot_frontier(frontier, [p for p in points if not p["record"]], yaml.safe_load(anchors.read_text()), path)
+    return frontier
 
 
 def write_sweep_plot(sweep_dir: Path) -> list[tuple[str, list[dict[str, Any]]]]:
