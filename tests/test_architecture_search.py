@@ -79,7 +79,9 @@ def test_a_tiny_architecture_search_trains_only_shapes_within_the_budget(tmp_pat
     sweep = tmp_path / "search"
     command = (
         "-m",
+        "experiment=record_1k",
         "hparams_search=architecture",
+        "hydra.sweeper.enqueue_base=true",
         "model.budget=1500",
         f"hydra.sweep.dir={sweep}",
         "hydra.sweeper.n_trials=2",
@@ -90,6 +92,8 @@ def test_a_tiny_architecture_search_trains_only_shapes_within_the_budget(tmp_pat
 
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep / "study.journal")))
     study = optuna.load_study(study_name="architecture_1500", storage=storage)
+    base = study.trials[0]  # enqueue_base: the experiment's own network and knobs come first
+    assert base.user_attrs["base"] and base.params["model.net.channels.3"] == 9 and base.params["optim.lr"] == 0.15
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     over = [t for t in study.trials if t.constraints.get(OVER_BUDGET, 0) > 0]
     assert len(trained) == 2 and all(t.user_attrs[PARAMETERS] <= 1500 for t in trained)

@@ -278,6 +278,8 @@ def plot_frontier(
                 color=colour,
             )
     ax.set_xscale("log")
+    xs = [p["x"] for p in frontier + others] + [p["params"] for points in anchors.values() for p in points]
+    ax.set_xlim(min(xs) / 1.5, max(xs) * 4)  # room for the labels, which run to the right of each point
     ax.set(
         xlabel="trainable parameters",
         ylabel="test accuracy, official 10k (%)",
