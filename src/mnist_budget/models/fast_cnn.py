@@ -12,6 +12,9 @@ from mnist_budget.models.blocks import check_rates, conv_bn_relu, conv_pool_bn_r
 from mnist_budget.models.deskew import Deskew
 
 
+STEMS = ("pool", "stride", "double")  # how the first stage reaches 13x13 (or 12x12): FastCNN's stem
+
+
 class FastCNN(nn.Module):
     """28 -conv-> 26 -pool-> 13 -conv-> 11 -conv-> 9 -pool-> 4 -conv(pad 1)-> 4 -1x1 conv-> GAP -> Linear.
 
@@ -51,16 +54,19 @@ class FastCNN(nn.Module):
         each pooled stage before its BatchNorm and ReLU (``blocks.conv_pool_bn_relu``), which does
         the per-element work on a quarter of the elements (a separable conv keeps its order);
         ``stem``: how 28x28 becomes 13x13, ``pool`` (3x3 conv to 26x26, then a 2x2 max-pool) or
-        ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26);
+        ``stride`` (one 3x3 conv with stride 2, no pool: nothing is computed at 26x26), or 12x12:
+        ``double`` (two 3x3 convs of ``channels[0]`` to 24x24, then the pool: more work at full
+        resolution for ``9 * channels[0]**2`` more weights, which the smallest budgets can afford);
         ``dropout_on``: where ``dropout`` acts, ``maps`` (the pooled 4x4 maps, after the 9x9 stage)
         or ``features`` (the globally pooled features, before the Linear layer). The defaults are
         conf/model/fast_cnn.yaml's; checkpoints saved before ``pool_first`` and ``dropout_on``
         existed were trained with ``False`` and ``maps`` (mnist_budget.checkpoints fills them in)."""
         super().__init__()
         check_rates(dropout=dropout)
-        if stem not in ("pool", "stride"):
+        if stem not in STEMS:
             raise UserError(
-                f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool) or stride (a stride-2 conv)"
+                f"model.net.stem={stem!r} is invalid: use pool (conv + max-pool), stride (a stride-2 conv) or "
+                "double (two convs + max-pool)"
             )
         if dropout_on not in ("maps", "features"):
             raise UserError(
@@ -88,7 +94,12 @@ class FastCNN(nn.Module):
                 return [conv_pool_bn_relu(width, out)]
             return [conv(index, width, out, padding=0), nn.MaxPool2d(2)]
 
-        stem_layers = [conv_bn_relu(1, c1, bias=False, stride=2)] if stem == "stride" else pooled_conv(0, 1, c1)
+        stem_layers = {
+            "pool": lambda: pooled_conv(0, 1, c1),
+            "stride": lambda: [conv_bn_relu(1, c1, bias=False, stride=2)],
+            # 28 -> 26 -> 24, pooled to 12: the 12 -> 10 -> 8 convs then pool to 4x4 as before.
+            "double": lambda: [conv_bn_relu(1, c1, bias=False), *pooled_conv(0, c1, c1)],
+        }[stem]()
         layers: list[nn.Module] = [
             *stem_layers,
             conv(1, c1, c2, padding=0),
