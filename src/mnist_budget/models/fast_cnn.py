@@ -48,7 +48,8 @@ class FastCNN(nn.Module):
         """``channels``: the first conv, the two 13->9 convs, then one entry per padded 3x3 conv at
         4x4 (an entry of 0 leaves that conv out, so that a search can choose how many there are:
         conf/hparams_search/architecture.yaml); ``pointwise``: width of the 1x1 conv before pooling (0: none); ``separable``: how many
-        of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``), for the
+        of the last 3x3 convs are depthwise-separable (``blocks.separable_conv_bn_relu``; more than
+        there are: every conv but the first), for the
         smallest budgets (the first conv, on one input channel, never is); ``deskew``: shear each
         input upright first (``mnist_budget.models.deskew``, no parameters); ``pool_first``: pool
         each pooled stage before its BatchNorm and ReLU (``blocks.conv_pool_bn_relu``), which does
@@ -80,8 +81,9 @@ class FastCNN(nn.Module):
             )
         tail = [width for width in tail if width]
         channels = [c1, c2, c3, *tail]
-        if not 0 <= separable < len(channels):
-            raise ValueError(f"separable={separable} must be between 0 and {len(channels) - 1} (convs after the first)")
+        if separable < 0:
+            raise ValueError(f"separable={separable} must be 0 or more (convs after the first)")
+        separable = min(separable, len(channels) - 1)  # so that a search can pair it with any number of 4x4 convs
         first_separable = len(channels) - separable  # index into channels
 
         def conv(index: int, width: int, out: int, padding: int) -> nn.Module:
