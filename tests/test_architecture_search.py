@@ -121,3 +121,10 @@ def test_a_tiny_architecture_search_trains_only_shapes_within_the_budget(tmp_pat
         *command, *TINY[:2], "trainer.limit_val_batches=2", run_dir=tmp_path / "x", data_dir=mnist_root
     )
     assert "was searched with trainer.limit_val_batches=1 (now 2)" in line and "hydra.sweeper.study_name" in line
+
+
+def test_a_double_stem_adds_one_full_resolution_conv_and_separable_stops_at_every_conv_but_the_first():
+    single, double = FastCNN((4, 8, 8, 8), 8), FastCNN((4, 8, 8, 8), 8, stem="double")
+    assert count_parameters(double) - count_parameters(single) == 9 * 4 * 4 + 2 * 4  # the conv and its BatchNorm
+    assert double(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert count_parameters(FastCNN((4, 8, 8), 0, separable=5)) == count_parameters(FastCNN((4, 8, 8), 0, separable=2))
