@@ -60,6 +60,7 @@ def trial_config(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: S
         for key, value in trial.params.items():
             OmegaConf.update(trial_cfg, key, value, merge=False)
         trial_cfg.paths.output_dir = str(trial_folder(settings.sweep_dir, trial.number))
+        trial_cfg.test_after_training = False  # a trial is chosen on validation alone: the test set stays unseen
         # What training this trial alone takes, which its results.json records (identity.Recipe).
         saved = recipe(study) or Recipe(plain_command_line(run_overrides()), [], [])
         trial_cfg.search_overrides = saved.overrides(trial.params)
