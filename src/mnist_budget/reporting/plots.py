@@ -226,7 +226,7 @@ def plot_frontier(
     seeds' min–max, joined by a line), the other recipes measured beside them, and ``anchors``
     (``earlier``: this project's earlier recipes; ``public``: published figures), each labelled with
     its conditions. Saved as a PNG."""
-    fig, ax = plt.subplots(figsize=(10, 6))
+    fig, ax = plt.subplots(figsize=(12, 6.5))
     frontier = sorted(frontier, key=lambda point: point["x"])
     ax.plot([p["x"] for p in frontier], [p["mean"] for p in frontier], "-", color="tab:blue", alpha=0.6)
     for points, colour, marker, name in (
@@ -248,8 +248,8 @@ def plot_frontier(
                 point["label"],
                 (point["x"], point["max"]),
                 textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
+                xytext=(-8, 6),
+                ha="right",
                 fontsize=7,
                 color=colour,
             )
@@ -273,13 +273,13 @@ def plot_frontier(
                 f"{point['name']}: {point['conditions']}",
                 (point["params"], point["accuracy"]),
                 textcoords="offset points",
-                xytext=(6, -10),
+                xytext=(6, -10 - 9 * (index % 2)),  # two anchors at one size: their lines apart
                 fontsize=6,
                 color=colour,
             )
     ax.set_xscale("log")
     xs = [p["x"] for p in frontier + others] + [p["params"] for points in anchors.values() for p in points]
-    ax.set_xlim(min(xs) / 1.5, max(xs) * 4)  # room for the labels, which run to the right of each point
+    ax.set_xlim(min(xs) / 2.5, max(xs) * 5)  # room for the labels, which run to the right of each point
     ax.set(
         xlabel="trainable parameters",
         ylabel="test accuracy, official 10k (%)",

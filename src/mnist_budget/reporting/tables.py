@@ -333,8 +333,15 @@ def frontier_plot(results: list[dict[str, Any]], path: Path, anchors: Path = ANC
             "record": str(row["experiment"]).startswith("record_"),
         }
         points.append(point)
-    frontier = [p for p in points if p["record"]]
-    plot_frontier(frontier, [p for p in points if not p["record"]], yaml.safe_load(anchors.read_text()), path)
+    marks = yaml.safe_load(anchors.read_text())
+    measured = {p["label"].split(":")[0] for p in points if p["record"]}
+    earlier = [  # a record not among the runs given: its row as measured before, with its conditions
+        {**row, "x": row["params"], "label": f"{row['name']}: {row['mean']:.2f} % ({row['conditions']})"}
+        for row in marks.pop("frontier", [])
+        if row["name"] not in measured
+    ]
+    frontier = [p for p in points if p["record"]] + earlier
+    plot_frontier(frontier, [p for p in points if not p["record"]], marks, path)
     return frontier
 
 
