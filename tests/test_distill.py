@@ -84,6 +84,7 @@ def test_the_teacher_is_frozen_and_no_part_of_the_student(make_cfg, teacher):
     assert all(param.dtype == torch.bfloat16 for param in distillation.teacher.parameters())
 
 
+@pytest.mark.slow  # a real run with a teacher, then task=eval on its checkpoint
 def test_a_short_run_with_a_teacher_writes_a_checkpoint_eval_reads_without_it(
     make_cfg, teacher, tmp_path, mnist_root, monkeypatch
 ):
@@ -196,6 +197,7 @@ def test_a_teacher_that_learnt_other_images_is_refused(earlier_run, mnist_root, 
         (["distill=teacher", "distill.teacher=t.ckpt", "distill.weight=2"], "error: distill.weight=2 is invalid: "),
     ],
 )
+@pytest.mark.slow  # run.py processes, as a user runs them (the same refusals are checked in-process above)
 def test_the_command_line_refuses_in_one_line_with_exit_2(earlier_run, mnist_root, overrides, start):
     before = snapshot(earlier_run)
     result = run_cli(*overrides, data_dir=mnist_root, run_dir=earlier_run)

@@ -91,6 +91,7 @@ def test_a_bad_muon_lr_is_refused_in_one_line(earlier_run, mnist_root):
     assert line == "invalid optimizer settings in optim: muon_lr=-1 must be >= 0 (fix the optim.* override)"
 
 
+@pytest.mark.slow  # a real training run
 def test_a_short_run_trains_and_its_checkpoint_loads_weights_only(make_cfg, tmp_path):
     train(make_cfg(*SHORT_RUN, "optim=muon_onecycle", "trainer.limit_train_batches=3"))
     assert json.loads((tmp_path / "results.json").read_text())["epochs"] == 1

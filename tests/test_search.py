@@ -138,6 +138,7 @@ def test_the_study_hands_out_the_asked_number_of_trials_and_retries_a_stale_one(
     assert next_trial(study, storage, search, space) is None
 
 
+@pytest.mark.slow  # the quick suite runs a search through run.py in tests/test_architecture_search.py
 def test_a_tiny_search_prunes_its_trials_and_records_the_epoch(tmp_path, mnist_root):
     sweep = tmp_path / "search"
     result = run_cli(

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from mnist_budget.data.sets import DataSet, dataset_name, find_dataset
 from mnist_budget.errors import UserError, first_line
 from mnist_budget.models import build_network
-from mnist_budget.rules import required
+from mnist_budget.rules import check_checkpoint_file, required
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ def load_checkpoint(path: str | Path, model_name: str | None = None, key: str = 
     named the file, for the refusals (``distill.teacher`` names a teacher's).
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{key}={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
+    check_checkpoint_file(key, path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we can load safely"

@@ -179,6 +179,14 @@ def check_distill(cfg: DictConfig) -> None:
             f"distill.teacher={distill.teacher} without the distill group's temperature and weight: "
             "add distill=teacher to the command line"
         )
+    if distill.get("teacher") not in (None, ""):
+        check_checkpoint_file("distill.teacher", distill.teacher)
+
+
+def check_checkpoint_file(key: str, path: str | Path) -> None:
+    """The file a checkpoint setting (``key``) names exists: asked before torch is imported."""
+    if not Path(path).is_file():
+        raise UserError(f"{key}={path} does not exist: give the path of a .ckpt file from a run's checkpoints/")
 
 
 def check_data_arguments(batch_size: int, eval_batch_size: int, val_size: int, total: int = TRAIN_SIZE) -> None:

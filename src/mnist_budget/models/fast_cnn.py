@@ -11,7 +11,6 @@ from mnist_budget.errors import UserError
 from mnist_budget.models.blocks import check_rates, conv_bn_relu, conv_pool_bn_relu, separable_conv_bn_relu
 from mnist_budget.models.deskew import Deskew
 
-
 STEMS = ("pool", "stride", "double")  # how the first stage reaches 13x13 (or 12x12): FastCNN's stem
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_budget.search.space import flatten
+
 # Where a run writes and how it shows itself, not what it trains: a study may be continued with others.
 NOT_IDENTITY = ("hydra", "paths", "logger", "threads", "task_function", "data.data_dir", "test_after_training")
 # The search config's settings that training a trial alone should not repeat: how a search runs, and
@@ -29,17 +31,6 @@ NOT_RECIPE = ("hydra", "paths", "task_function", "test_after_training")
 
 def _excluded(key: str, roots: tuple[str, ...]) -> bool:
     return any(key == root or key.startswith(f"{root}.") for root in roots)
-
-
-def flatten(value: Any, prefix: str = "", lists: bool = True) -> dict[str, Any]:
-    """``{"a": {"b": [1, 2]}}`` as ``{"a.b.0": 1, "a.b.1": 2}`` (``lists=False``: ``{"a.b": [1, 2]}``)."""
-    if isinstance(value, Mapping) or (lists and isinstance(value, list)):
-        items = value.items() if isinstance(value, Mapping) else enumerate(value)
-        found: dict[str, Any] = {}
-        for key, item in items:
-            found.update(flatten(item, f"{prefix}{key}.", lists))
-        return found or {prefix.rstrip("."): value}
-    return {prefix.rstrip("."): value}
 
 
 def leaves(cfg: DictConfig, skip: tuple[str, ...], lists: bool = True) -> dict[str, Any]:

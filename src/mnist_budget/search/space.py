@@ -18,22 +18,22 @@ from mnist_budget.errors import UserError, first_line
 KEY = "hydra.sweeper.params"
 
 
-def flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"optim": {"lr": ...}}`` (a key added on the command line) as ``{"optim.lr": ...}``, as
-    the YAML writes it."""
-    found: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, Mapping):
-            found.update(flat(value, f"{prefix}{key}."))
-        else:
-            found[f"{prefix}{key}"] = value
-    return found
+def flatten(value: Any, prefix: str = "", lists: bool = False) -> dict[str, Any]:
+    """``{"optim": {"lr": ...}}`` (a key added on the command line) as ``{"optim.lr": ...}``, as the
+    YAML writes it; with ``lists``, list items too (``{"a": [1, 2]}`` as ``{"a.0": 1, "a.1": 2}``)."""
+    if isinstance(value, Mapping) or (lists and isinstance(value, list)):
+        items = value.items() if isinstance(value, Mapping) else enumerate(value)
+        found: dict[str, Any] = {}
+        for key, item in items:
+            found.update(flatten(item, f"{prefix}{key}.", lists))
+        return found or {prefix.rstrip("."): value}
+    return {prefix.rstrip("."): value}
 
 
 def parse_space(params: Mapping[str, Any]) -> dict[str, BaseDistribution]:
     """The distributions of ``params`` ({config key: sweep expression}), or a one-line refusal."""
     space = {}
-    for key, expression in flat(params or {}).items():
+    for key, expression in flatten(params or {}).items():
         try:
             (override,) = OverridesParser.create().parse_overrides([f"{key}={expression}"])
             space[str(key)] = distribution(override)
