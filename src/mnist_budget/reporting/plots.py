@@ -257,9 +257,11 @@ def plot_frontier(
         "earlier": ("tab:green", "D", "this project's earlier recipes"),
         "public": ("tab:red", "x", "public claims"),
     }
+    seen: dict[float, int] = {}  # anchors already labelled at each size: the next label goes below them
     for kind, points in anchors.items():
         colour, marker, name = styles[kind]
         for index, point in enumerate(points):
+            below = seen[point["params"]] = seen.get(point["params"], -1) + 1
             ax.plot(
                 point["params"],
                 point["accuracy"],
@@ -273,7 +275,7 @@ def plot_frontier(
                 f"{point['name']}: {point['conditions']}",
                 (point["params"], point["accuracy"]),
                 textcoords="offset points",
-                xytext=(6, -10 - 9 * (index % 2)),  # two anchors at one size: their lines apart
+                xytext=(6, -10 - 9 * below),
                 fontsize=6,
                 color=colour,
             )
