@@ -129,3 +129,15 @@ def test_a_double_stem_adds_one_full_resolution_conv_and_separable_stops_at_ever
     assert count_parameters(double) - count_parameters(single) == 9 * 4 * 4 + 2 * 4  # the conv and its BatchNorm
     assert double(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert count_parameters(FastCNN((4, 8, 8), 0, separable=5)) == count_parameters(FastCNN((4, 8, 8), 0, separable=2))
+
+
+@pytest.mark.parametrize(
+    "value", ["true", "null", "123", "1e-4", "a b", "it's", "x/y.ckpt", 1e-4, -3, None, True, [1, "a b"]]
+)
+def test_a_recipe_value_reads_back_as_itself(value):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mnist_budget.search.identity import override_value
+
+    (override,) = OverridesParser.create().parse_overrides([f"key={override_value(value)}"])
+    assert override.value() == value

@@ -18,12 +18,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_budget.search.space import flatten
 
 # Where a run writes and how it shows itself, not what it trains: a study may be continued with others.
-NOT_IDENTITY = ("hydra", "paths", "logger", "threads", "task_function", "data.data_dir", "test_after_training")
+NOT_IDENTITY = (
+    "hydra",
+    "paths",
+    "logger",
+    "threads",
+    "task_function",
+    "data.data_dir",
+    "test_after_training",
+    "trainer.default_root_dir",
+)
+WHERE_KEYS = ("dirpath", "save_dir")  # a callback's or logger's folder, wherever it sits: not identity either
 # The search config's settings that training a trial alone should not repeat: how a search runs, and
 # that its trials skip the test set (a trial trained alone is tested).
 NOT_RECIPE = ("hydra", "paths", "task_function", "test_after_training")
@@ -49,7 +61,11 @@ def leaves(cfg: DictConfig, skip: tuple[str, ...], lists: bool = True) -> dict[s
 def fixed_settings(cfg: DictConfig, searched: list[str]) -> dict[str, str]:
     """Every setting the search does not sample, as ``{dotted key: JSON text}``."""
     values = leaves(cfg, NOT_IDENTITY)
-    return {key: json.dumps(value, sort_keys=True) for key, value in sorted(values.items()) if key not in searched}
+    return {
+        key: json.dumps(value, sort_keys=True)
+        for key, value in sorted(values.items())
+        if key not in searched and key.rsplit(".", 1)[-1] not in WHERE_KEYS
+    }
 
 
 def changed_settings(saved: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
@@ -71,9 +87,19 @@ def override_value(value: Any) -> str:
         return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
     if value is None or isinstance(value, bool):
         return json.dumps(value)
-    if isinstance(value, str) and not all(c.isalnum() or c in "_-./:" for c in value):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, str) and not reads_back(value):
+        return "'" + value.replace("'", "\\'") + "'"
     return str(value)
+
+
+def reads_back(text: str) -> bool:
+    """Whether Hydra reads ``key=<text>`` as the string ``text`` itself (not ``true``, ``null``, a
+    number or a parse error): then it needs no quotes."""
+    try:
+        (override,) = OverridesParser.create().parse_overrides([f"key={text}"])
+    except HydraException:
+        return False
+    return override.value() == text
 
 
 @dataclass(frozen=True)
@@ -94,7 +120,7 @@ class Recipe:
 
 def plain_command_line(arguments: list[str]) -> list[str]:
     """The search command's overrides that a plain run takes: not the search config, not Hydra's."""
-    return [a for a in arguments if not a.lstrip("+~").startswith(("hparams_search=", "hydra.")) and "(" not in a]
+    return [a for a in arguments if not a.lstrip("+~").startswith(("hparams_search=", "hydra."))]
 
 
 def recipe_of(search_cfg: DictConfig, plain_cfg: DictConfig, arguments: list[str], searched: list[str]) -> Recipe:

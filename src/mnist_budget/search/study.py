@@ -204,7 +204,7 @@ def open_study(
     space: Mapping[str, BaseDistribution],
     worker: int = 0,
     storage: BaseStorage | None = None,
-    identity: tuple[Mapping[str, str], Recipe] | None = None,
+    identity: tuple[Mapping[str, str], Recipe | None] | None = None,
 ) -> optuna.Study:
     """The study, created on first use. Each worker samples with its own seed: the sampler's seed,
     plus 1,000 times the worker's number, plus the trials the study already has; so two workers,
@@ -226,7 +226,8 @@ def open_study(
         study.set_user_attr(SPACE_ATTR, describe(space))
     if identity is not None and FIXED_ATTR not in study.user_attrs:
         study.set_user_attr(FIXED_ATTR, dict(identity[0]))
-        study.set_user_attr(RECIPE_ATTR, identity[1].as_dict())
+        if identity[1] is not None:
+            study.set_user_attr(RECIPE_ATTR, identity[1].as_dict())
     return study
 
 

@@ -19,11 +19,13 @@ from typing import Any
 
 from hydra import compose
 from hydra.core.plugins import Plugins
+from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from mnist_budget.errors import first_line
 from mnist_budget.search.identity import Recipe, fixed_settings, plain_command_line, recipe_of
 from mnist_budget.search.report import report
 from mnist_budget.search.space import parse_space
@@ -56,12 +58,19 @@ class SearchSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def identity(self, arguments: list[str], searched: list[str]) -> tuple[dict[str, str], Recipe]:
+    def identity(self, arguments: list[str], searched: list[str]) -> tuple[dict[str, str], Recipe | None]:
         """The study's fixed settings, and its recipe, which needs the config of the same command
-        without the search (composed by Hydra's compose API, in this Hydra run's config search path)."""
+        without the search (composed by Hydra's compose API, in this Hydra run's config search path).
+        No recipe where that config cannot be composed (an override of a key only the search config
+        has): the best trial's line then gives the command line's overrides and the trial's values."""
         assert self.config is not None
-        plain = compose(config_name=self.config.hydra.job.config_name, overrides=plain_command_line(arguments))
-        return fixed_settings(self.config, searched), recipe_of(self.config, plain, arguments, searched)
+        fixed = fixed_settings(self.config, searched)
+        try:
+            plain = compose(config_name=self.config.hydra.job.config_name, overrides=plain_command_line(arguments))
+        except HydraException as err:
+            log.warning("the best trial's command line will lack the search config's own settings: %s", first_line(err))
+            return fixed, None
+        return fixed, recipe_of(self.config, plain, arguments, searched)
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None
