@@ -70,8 +70,9 @@ def trial_config(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: S
     return trial_cfg
 
 
-def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: SearchSettings) -> None:
-    """Train one trial and tell the study how it ended (an interruption is re-raised)."""
+def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: SearchSettings) -> bool:
+    """Train one trial and tell the study how it ended (an interruption is re-raised); ``False``
+    for a network over the budget, which is never trained."""
     trial_cfg = trial_config(cfg, study, trial, settings)
     folder, overrides = Path(trial_cfg.paths.output_dir), recorded_overrides(trial_cfg)
     log.info(
@@ -84,7 +85,7 @@ def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: Sear
     try:
         check_config(trial_cfg)  # the trial's sampled values, by the rules every run's values meet
         if over_budget(study, trial, trial_cfg, overrides):
-            return
+            return False
         with heartbeat(folder, settings.heartbeat_s):
             metrics = train(trial_cfg, pruning)
     except optuna.TrialPruned:
@@ -94,7 +95,7 @@ def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: Sear
         record_failure(folder, f"after epoch {epoch} by the pruner", status="pruned", overrides=overrides)
         study.tell(trial, state=TrialState.PRUNED)
         log.info("trial %d pruned after epoch %d", trial.number, epoch)
-        return
+        return True
     except Interrupted as err:
         trial.set_user_attr(INTERRUPTED, err.where)
         record_failure(folder, f"{err.where}; the same search command resumes it", "interrupted", overrides)
@@ -105,13 +106,14 @@ def run_trial(cfg: DictConfig, study: optuna.Study, trial: Trial, settings: Sear
         log.exception("trial %d failed: %s", trial.number, reason)
         record_failure(folder, reason, overrides=overrides)
         study.tell(trial, state=TrialState.FAIL)
-        return
+        return True
     value = metrics.get(str(cfg.optimized_metric), math.nan)
     if math.isnan(value):
         study.tell(trial, state=TrialState.FAIL)
     else:
         study.tell(trial, value)
     log.info("trial %d: %s = %.4f", trial.number, cfg.optimized_metric, value)
+    return True
 
 
 def over_budget(study: optuna.Study, trial: Trial, trial_cfg: DictConfig, overrides: list[str]) -> bool:
@@ -150,11 +152,13 @@ def run_trials(cfg: DictConfig) -> dict[str, float]:
         trial = next_trial(study, storage, settings, space)
         if trial is None:
             break
+        trained = True
         try:
-            run_trial(cfg, study, trial, settings)
+            trained = run_trial(cfg, study, trial, settings)
         except Interrupted:
             STOP.set()
         ran += 1
-        update_summary()
+        if trained:  # a shape over the budget is listed by the next rewrite: not worth a summary of its own
+            update_summary()
     log.info("search worker %d: %d trial(s) run%s", hydra.job.num, ran, "; stopped" if STOP.is_set() else "")
     return {"trials_run": float(ran)}
