@@ -43,7 +43,7 @@ def test_the_smallest_shape_of_the_shipped_space_is_its_narrowest(tmp_path, mnis
     cfg = compose_cfg(tmp_path, mnist_root, "hparams_search=architecture", "model.budget=1000")
     space = parse_space(cfg.hydra.sweeper.params)
     values, params = smallest_shape(space, cfg)
-    assert values["model.net.channels.3"] == 0 and values["model.net.pointwise"] == 0
+    assert values["model.net.channels.3"] == 0 and values["model.net.pointwise"] <= 1  # a 1-wide 1x1 shrinks the Linear
     narrower = with_values(cfg, {**values, "model.net.channels.2": 3})  # below the space: smaller still
     assert (
         params < 1000

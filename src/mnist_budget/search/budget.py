@@ -53,8 +53,12 @@ def network_parameters(cfg: DictConfig) -> int:
 
 
 def candidates(dist: BaseDistribution) -> list[Any]:
-    """The values tried for one key when looking for the smallest shape: a range's two ends, every choice."""
-    if isinstance(dist, (IntDistribution, FloatDistribution)):
+    """The values tried for one key when looking for the smallest shape: a range's two ends (an int
+    range's second value too: a width of 1 can cost less than 0, which leaves a conv out and so
+    widens what follows), every choice."""
+    if isinstance(dist, IntDistribution):
+        return sorted({dist.low, min(dist.low + 1, dist.high), dist.high})
+    if isinstance(dist, FloatDistribution):
         return [dist.low, dist.high]
     if isinstance(dist, CategoricalDistribution):
         return list(dist.choices)
