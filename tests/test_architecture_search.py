@@ -96,6 +96,7 @@ def test_a_tiny_architecture_search_trains_only_shapes_within_the_budget(tmp_pat
     base = study.trials[0]  # enqueue_base: the experiment's own network and knobs come first
     search = compose_cfg(tmp_path / "s", mnist_root, *command[1:], *TINY[:3])
     assert base.user_attrs["base"] and base.params == {key: OmegaConf.select(search, key) for key in base.params}
+    assert base.state == optuna.trial.TrialState.COMPLETE  # the experiment's own network (987 parameters) trained
     trained = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     over = [t for t in study.trials if t.constraints.get(OVER_BUDGET, 0) > 0]
     assert len(trained) == 2 and all(t.user_attrs[PARAMETERS] <= 1500 for t in trained)

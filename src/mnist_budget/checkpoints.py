@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 NETWORKS_PACKAGE = "mnist_budget.models."
 # Arguments a network gained after checkpoints of it were written, with the value those checkpoints
 # were trained with: their saved config lacks the key, and the constructor's default is now another.
-ADDED_ARGUMENTS = {"mnist_budget.models.fast_cnn.FastCNN": {"pool_first": False, "dropout_on": "maps"}}
+ADDED_ARGUMENTS = {
+    "mnist_budget.models.fast_cnn.FastCNN": {"pool_first": False, "dropout_on": "maps", "separable": 0, "stem": "pool"}
+}
 # Models and network classes that were renamed after checkpoints of them were written: old name -> new.
 RENAMED_MODELS = {"tiny": "record_8k", "micro": "record_4k"}
 RENAMED_NETWORKS = {
